@@ -1,0 +1,58 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "MiniTorrent",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mtca", targets: ["mtca"]),
+        .executable(name: "mtorrent", targets: ["mtorrent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev", "pkg-config"])]
+        ),
+        .target(name: "FileIO"),
+        .target(
+            name: "PKI",
+            dependencies: [
+                "FileIO",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        .target(name: "Pieces", dependencies: ["COpenSSL", "FileIO"]),
+        .target(
+            name: "MTorrentFormat",
+            dependencies: [
+                "PKI", "Pieces", "FileIO",
+                .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
+        .executableTarget(
+            name: "mtca",
+            dependencies: ["PKI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "mtorrent",
+            dependencies: [
+                "MTorrentFormat", "PKI", "Pieces",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "PKITests", dependencies: ["PKI", "FileIO"]),
+        .testTarget(name: "PiecesTests", dependencies: ["Pieces"]),
+        .testTarget(name: "MTorrentFormatTests", dependencies: ["MTorrentFormat", "PKI", "Pieces"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["mtca", "mtorrent"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,244 @@
+import FileIO
+import Foundation
+import X509
+
+/// What `mtca issue` is asked for: a tracker with its network names, or a peer with its groups.
+public struct IssueRequest: Sendable {
+    public var name: String
+    public var role: Role
+    public var groups: [String]
+    public var dnsNames: [String]
+    public var ipAddresses: [String]
+    public var days: Int
+
+    /// A tracker certificate. With no names at all it gets `localhost` and `127.0.0.1`.
+    public static func tracker(name: String, dnsNames: [String], ipAddresses: [String], days: Int) -> IssueRequest {
+        let defaulted = dnsNames.isEmpty && ipAddresses.isEmpty
+        return IssueRequest(
+            name: name, role: .tracker, groups: [],
+            dnsNames: defaulted ? ["localhost"] : dnsNames, ipAddresses: defaulted ? ["127.0.0.1"] : ipAddresses, days: days
+        )
+    }
+
+    /// A peer certificate in the given groups.
+    public static func peer(name: String, groups: [String], days: Int) -> IssueRequest {
+        IssueRequest(name: name, role: .peer, groups: groups, dnsNames: [], ipAddresses: [], days: days)
+    }
+}
+
+/// Where a newly issued certificate and its key were written.
+public struct IssuedCertificate: Sendable {
+    public let entry: LedgerEntry
+    public let certificatePath: String
+    public let keyPath: String
+}
+
+/// A small certificate authority kept in a folder (see ``PKILayout``): it creates itself, issues
+/// tracker and peer certificates, revokes them and signs the revocation list. Every change
+/// happens under a lock file and is written atomically, so concurrent `mtca` runs are safe.
+public struct CertificateAuthority: Sendable {
+    public static let defaultAuthorityDays = 3650
+    public static let defaultLeafDays = 365
+    public static let defaultRevocationListDays = 30
+    /// A certificate (or the CRL) this close to its end is reported as expiring.
+    public static let expiryWarningDays = 30
+
+    public let layout: PKILayout
+
+    /// Opens the CA in `layout`; fails if there is none.
+    public init(opening layout: PKILayout) throws {
+        for path in [layout.authorityCertificate, layout.authorityKey, layout.ledger] where !FileIO.exists(path) {
+            throw PKIError(.notInitialized, "no CA in \(layout.folder) (\(path) is missing); create one with 'mtca init --pki \(layout.folder)'")
+        }
+        self.layout = layout
+    }
+
+    /// Creates a CA in `layout`: key (0600), self-signed certificate, ledger and an empty signed CRL.
+    /// Touches nothing if any of those files already exists.
+    public static func initialize(
+        at layout: PKILayout, name: String, days: Int = defaultAuthorityDays,
+        revocationListDays: Int = defaultRevocationListDays, now: Date = Date()
+    ) throws -> CertificateAuthority {
+        guard !name.isEmpty, name.count <= 64, name.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7f }) else {
+            throw PKIError(.invalidArgument, "the CA name must be 1 to 64 printable characters")
+        }
+        try checkDays(days, within: 1...36500, what: "CA lifetime")
+        try checkDays(revocationListDays, within: 1...366, what: "CRL lifetime")
+        try FileIO.makeFolder(layout.folder, mode: 0o700)
+        return try FileIO.withExclusiveLock(layout.lock) {
+            let existing = [layout.authorityCertificate, layout.authorityKey, layout.ledger, layout.revocationList].filter(FileIO.exists)
+            guard existing.isEmpty else {
+                throw PKIError(.alreadyInitialized, "a CA already exists in \(layout.folder) (\(existing.joined(separator: ", "))); nothing was changed")
+            }
+            let key = CertificateProfile.makePrivateKey()
+            let certificate = try CertificateProfile.authorityCertificate(
+                name: name, key: key, notBefore: now, notAfter: now.addingTimeInterval(Double(days) * 86400)
+            )
+            let ledger = Ledger(authorityName: name, revocationListNumber: 0, revocationListDays: revocationListDays, certificates: [])
+            try FileIO.createExclusive(layout.authorityKey, bytes: Array(try key.serializeAsPEM().pemString.utf8) + [0x0a], mode: 0o600)
+            try FileIO.createExclusive(layout.authorityCertificate, bytes: Array(try certificate.serializeAsPEM().pemString.utf8) + [0x0a], mode: 0o644)
+            try FileIO.makeFolder(layout.issuedFolder, mode: 0o700)
+            let authority = CertificateAuthority(layout: layout)
+            _ = try authority.signRevocationList(ledger: ledger, certificate: certificate, key: key, now: now)
+            return authority
+        }
+    }
+
+    private init(layout: PKILayout) {
+        self.layout = layout
+    }
+
+    /// Issues a certificate and key into `issued/NAME.crt` and `issued/NAME.key` (0600).
+    /// Refuses a name that already has a live certificate; files of a revoked or expired
+    /// certificate of that name are moved to `issued/archive/` first.
+    public func issue(_ request: IssueRequest, now: Date = Date()) throws -> IssuedCertificate {
+        try Self.check(request)
+        return try FileIO.withExclusiveLock(layout.lock) {
+            var ledger = try Ledger.load(from: layout.ledger)
+            let (authority, authorityKey) = try loadAuthority()
+            let previous = ledger.certificates.last { $0.name == request.name }
+            if let previous, previous.isLive(at: now) {
+                throw PKIError(
+                    .nameInUse,
+                    "'\(request.name)' already has a live certificate (serial \(previous.serial), valid until \(Self.day(previous.notAfter))); revoke it first with 'mtca revoke \(request.name)'"
+                )
+            }
+            try archiveFiles(of: request.name, serial: previous?.serial)
+            let notAfter = now.addingTimeInterval(Double(request.days) * 86400)
+            guard notAfter <= authority.notValidAfter else {
+                throw PKIError(.invalidArgument, "a certificate for \(request.days) days would outlive the CA (valid until \(Self.day(authority.notValidAfter))); ask for fewer days")
+            }
+            let key = CertificateProfile.makePrivateKey()
+            let certificate = try CertificateProfile.leafCertificate(
+                for: request, publicKey: key.publicKey, notBefore: now, notAfter: notAfter,
+                authority: authority, authorityKey: authorityKey
+            )
+            let entry = LedgerEntry(
+                serial: Hex.encode(certificate.serialNumber.bytes), name: request.name, role: request.role,
+                groups: request.groups, dnsNames: request.dnsNames, ipAddresses: request.ipAddresses,
+                notBefore: certificate.notValidBefore, notAfter: certificate.notValidAfter, revokedAt: nil, revocationReason: nil
+            )
+            let keyPath = layout.privateKey(named: request.name)
+            let certificatePath = layout.certificate(named: request.name)
+            try FileIO.makeFolder(layout.issuedFolder, mode: 0o700)
+            try FileIO.createExclusive(keyPath, bytes: Array(try key.serializeAsPEM().pemString.utf8) + [0x0a], mode: 0o600)
+            do {
+                try FileIO.createExclusive(certificatePath, bytes: Array(try certificate.serializeAsPEM().pemString.utf8) + [0x0a], mode: 0o644)
+                ledger.certificates.append(entry)
+                try ledger.save(to: layout.ledger)
+            } catch {
+                try? FileIO.remove(keyPath)
+                try? FileIO.remove(certificatePath)
+                throw error
+            }
+            return IssuedCertificate(entry: entry, certificatePath: certificatePath, keyPath: keyPath)
+        }
+    }
+
+    /// Revokes the newest unrevoked certificate of `name` and re-signs the CRL.
+    public func revoke(name: String, reason: RevocationReason = .unspecified, now: Date = Date()) throws -> (LedgerEntry, RevocationList) {
+        try FileIO.withExclusiveLock(layout.lock) {
+            var ledger = try Ledger.load(from: layout.ledger)
+            guard let index = ledger.certificates.lastIndex(where: { $0.name == name && $0.revokedAt == nil }) else {
+                throw PKIError(.unknownName, "there is no unrevoked certificate named '\(name)'; 'mtca list' shows them all")
+            }
+            ledger.certificates[index].revokedAt = now
+            ledger.certificates[index].revocationReason = reason
+            let (authority, authorityKey) = try loadAuthority()
+            let list = try signRevocationList(ledger: ledger, certificate: authority, key: authorityKey, now: now)
+            return (ledger.certificates[index], list)
+        }
+    }
+
+    /// Signs a fresh CRL (a new number and window); `days` also becomes the lifetime of later lists.
+    public func renewRevocationList(days: Int? = nil, now: Date = Date()) throws -> RevocationList {
+        if let days { try Self.checkDays(days, within: 1...366, what: "CRL lifetime") }
+        return try FileIO.withExclusiveLock(layout.lock) {
+            var ledger = try Ledger.load(from: layout.ledger)
+            if let days { ledger.revocationListDays = days }
+            let (authority, authorityKey) = try loadAuthority()
+            return try signRevocationList(ledger: ledger, certificate: authority, key: authorityKey, now: now)
+        }
+    }
+
+    /// The CA's state for `mtca list`.
+    public func report() throws -> AuthorityReport {
+        let ledger = try Ledger.load(from: layout.ledger)
+        let authority = try TrustStore.loadCertificate(at: layout.authorityCertificate)
+        let list = try RevocationList(pemEncoded: FileIO.readText(layout.revocationList, limit: RevocationList.maximumSize))
+        return AuthorityReport(
+            authorityName: ledger.authorityName, authorityNotAfter: authority.notValidAfter,
+            certificates: ledger.certificates, revocationListNumber: list.number, revocationListNextUpdate: list.nextUpdate
+        )
+    }
+
+    private func signRevocationList(ledger: Ledger, certificate: Certificate, key: Certificate.PrivateKey, now: Date) throws -> RevocationList {
+        var ledger = ledger
+        ledger.revocationListNumber += 1
+        let entries = try ledger.certificates.compactMap { entry -> RevocationList.Entry? in
+            guard let revokedAt = entry.revokedAt else { return nil }
+            guard let serial = Hex.decode(entry.serial) else { throw PKIError(.badFile, "the ledger holds a malformed serial '\(entry.serial)'") }
+            return RevocationList.Entry(serial: Certificate.SerialNumber(bytes: serial), revokedAt: revokedAt, reason: entry.revocationReason ?? .unspecified)
+        }
+        let list = try RevocationList.sign(
+            entries: entries, number: ledger.revocationListNumber, thisUpdate: now,
+            nextUpdate: now.addingTimeInterval(Double(ledger.revocationListDays) * 86400),
+            authority: certificate, authorityKey: key
+        )
+        try ledger.save(to: layout.ledger)
+        try FileIO.replaceAtomically(layout.revocationList, bytes: Array(list.pemEncoded.utf8), mode: 0o644)
+        return list
+    }
+
+    private func loadAuthority() throws -> (Certificate, Certificate.PrivateKey) {
+        let certificate = try TrustStore.loadCertificate(at: layout.authorityCertificate)
+        let key = try SigningIdentity.loadPrivateKey(at: layout.authorityKey)
+        guard key.publicKey == certificate.publicKey else {
+            throw PKIError(.badFile, "\(layout.authorityKey) does not belong to \(layout.authorityCertificate)")
+        }
+        return (certificate, key)
+    }
+
+    private func archiveFiles(of name: String, serial: String?) throws {
+        let files = [layout.certificate(named: name), layout.privateKey(named: name)].filter(FileIO.exists)
+        guard !files.isEmpty else { return }
+        guard let serial else {
+            throw PKIError(.nameInUse, "\(files.joined(separator: " and ")) exist but the ledger has no certificate named '\(name)'; move them away first")
+        }
+        try FileIO.makeFolder(layout.archiveFolder, mode: 0o700)
+        for file in files {
+            let suffix = file.hasSuffix(".key") ? "key" : "crt"
+            try FileIO.move(file, to: "\(layout.archiveFolder)/\(name)-\(serial).\(suffix)")
+        }
+    }
+
+    private static func check(_ request: IssueRequest) throws {
+        if let problem = NameRules.problem(with: request.name, kind: "name") { throw PKIError(.invalidArgument, problem) }
+        for group in request.groups {
+            if let problem = NameRules.problem(with: group, kind: "group") { throw PKIError(.invalidArgument, problem) }
+        }
+        for dnsName in request.dnsNames where !isDNSName(dnsName) {
+            throw PKIError(.invalidArgument, "'\(dnsName)' is not a DNS name")
+        }
+        for address in request.ipAddresses { _ = try IPAddress.bytes(of: address) }
+        try checkDays(request.days, within: 1...3650, what: "certificate lifetime")
+    }
+
+    private static func isDNSName(_ text: String) -> Bool {
+        guard !text.isEmpty, text.utf8.count <= 253 else { return false }
+        return text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            !label.isEmpty && label.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+                && label.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+        }
+    }
+
+    private static func checkDays(_ days: Int, within range: ClosedRange<Int>, what: String) throws {
+        guard range.contains(days) else {
+            throw PKIError(.invalidArgument, "the \(what) must be between \(range.lowerBound) and \(range.upperBound) days, not \(days)")
+        }
+    }
+
+    static func day(_ date: Date) -> String {
+        String(ISO8601DateFormatter.string(from: date, timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withFullDate]))
+    }
+}
