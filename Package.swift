@@ -45,7 +45,7 @@ let package = Package(
         .executableTarget(
             name: "mtorrent",
             dependencies: [
-                "MTorrentFormat", "PKI", "Pieces",
+                "MTorrentFormat", "PKI", "Pieces", "FileIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

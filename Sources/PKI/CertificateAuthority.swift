@@ -42,6 +42,9 @@ public struct CertificateAuthority: Sendable {
     public static let defaultRevocationListDays = 30
     /// A certificate (or the CRL) this close to its end is reported as expiring.
     public static let expiryWarningDays = 30
+    /// Certificates and CRLs start this long before they are made, so that a machine whose clock
+    /// runs a little behind the CA's still accepts them.
+    public static let clockSkewAllowance: TimeInterval = 3600
 
     public let layout: PKILayout
 
@@ -72,7 +75,7 @@ public struct CertificateAuthority: Sendable {
             }
             let key = CertificateProfile.makePrivateKey()
             let certificate = try CertificateProfile.authorityCertificate(
-                name: name, key: key, notBefore: now, notAfter: now.addingTimeInterval(Double(days) * 86400)
+                name: name, key: key, notBefore: now - clockSkewAllowance, notAfter: now.addingTimeInterval(Double(days) * 86400)
             )
             let ledger = Ledger(authorityName: name, revocationListNumber: 0, revocationListDays: revocationListDays, certificates: [])
             try FileIO.createExclusive(layout.authorityKey, bytes: Array(try key.serializeAsPEM().pemString.utf8) + [0x0a], mode: 0o600)
@@ -110,7 +113,7 @@ public struct CertificateAuthority: Sendable {
             }
             let key = CertificateProfile.makePrivateKey()
             let certificate = try CertificateProfile.leafCertificate(
-                for: request, publicKey: key.publicKey, notBefore: now, notAfter: notAfter,
+                for: request, publicKey: key.publicKey, notBefore: now - Self.clockSkewAllowance, notAfter: notAfter,
                 authority: authority, authorityKey: authorityKey
             )
             let entry = LedgerEntry(
@@ -181,7 +184,7 @@ public struct CertificateAuthority: Sendable {
             return RevocationList.Entry(serial: Certificate.SerialNumber(bytes: serial), revokedAt: revokedAt, reason: entry.revocationReason ?? .unspecified)
         }
         let list = try RevocationList.sign(
-            entries: entries, number: ledger.revocationListNumber, thisUpdate: now,
+            entries: entries, number: ledger.revocationListNumber, thisUpdate: now - Self.clockSkewAllowance,
             nextUpdate: now.addingTimeInterval(Double(ledger.revocationListDays) * 86400),
             authority: certificate, authorityKey: key
         )

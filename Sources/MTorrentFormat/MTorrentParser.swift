@@ -1,0 +1,208 @@
+import PKI
+import Pieces
+import X509
+
+/// The strict reader of `.mtorrent` text. Every field must appear once, in order, in its one
+/// canonical spelling; sizes are bounded before anything is allocated for them; and the result is
+/// written back out and compared byte for byte with the input, so no two texts parse to the same file.
+public enum MTorrentParser {
+    /// Longest certificate block accepted, in lines.
+    static let maximumCertificateLines = 128
+    /// Longest DER signature accepted, in bytes (ECDSA P-256 needs at most 72).
+    static let maximumSignatureBytes = 160
+    private static let fieldOrder = ["mtorrent", "tracker", "name", "size", "piece-size", "hash-algorithm", "piece", "root", "signer", "signature"]
+
+    public static func parse(_ bytes: [UInt8]) throws(MTorrentError) -> MTorrent {
+        guard bytes.count <= MTorrent.maximumFileSize else {
+            throw MTorrentError(.tooLarge, "the file has \(bytes.count) bytes, more than the limit of \(MTorrent.maximumFileSize)")
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw MTorrentError(.notText, "the file is not UTF-8 text")
+        }
+        var cursor = LineCursor(text)
+        let content = try parseContent(&cursor)
+        let (signatureHex, signatureLine) = try cursor.field("signature", seen: Set(fieldOrder.dropLast()))
+        guard let signature = Hex.decode(signatureHex), !signature.isEmpty, signature.count <= maximumSignatureBytes else {
+            throw MTorrentError(.badValue, "the signature is not lowercase hex of at most \(maximumSignatureBytes) bytes", line: signatureLine)
+        }
+        try cursor.expectEnd()
+        let torrent = MTorrent(content: content, signature: signature)
+        guard (try? torrent.serialized()) == bytes else {
+            throw MTorrentError(.nonCanonical, "the file is not in its one canonical form (line endings, spacing or encoding differ)")
+        }
+        return torrent
+    }
+
+    private static func parseContent(_ cursor: inout LineCursor) throws(MTorrentError) -> MTorrent.Content {
+        var seen: Set<String> = []
+        let (version, versionLine) = try cursor.field("mtorrent", seen: seen)
+        guard version == String(MTorrent.formatVersion) else {
+            throw MTorrentError(.unknownVersion, "format version '\(version)' is not supported; this program reads version \(MTorrent.formatVersion)", line: versionLine)
+        }
+        seen.insert("mtorrent")
+        var trackers: [TrackerAddress] = []
+        while cursor.nextKey == "tracker" {
+            let (value, line) = try cursor.field("tracker", seen: seen)
+            guard trackers.count < MTorrent.maximumTrackers else {
+                throw MTorrentError(.badValue, "more than \(MTorrent.maximumTrackers) trackers", line: line)
+            }
+            guard let tracker = TrackerAddress(value) else {
+                throw MTorrentError(.badValue, "'\(value)' is not a tracker address (host:port)", line: line)
+            }
+            guard !trackers.contains(tracker) else { throw MTorrentError(.duplicateField, "tracker \(tracker) is listed twice", line: line) }
+            trackers.append(tracker)
+        }
+        guard !trackers.isEmpty else { throw cursor.misplaced(expected: "tracker", seen: seen) }
+        seen.insert("tracker")
+        let (nameText, nameLine) = try cursor.field("name", seen: seen)
+        let name = String(nameText)
+        if let problem = FileNameRules.problem(with: name) { throw MTorrentError(.badName, problem, line: nameLine) }
+        seen.insert("name")
+        let (sizeText, sizeLine) = try cursor.field("size", seen: seen)
+        guard let size = canonicalNumber(sizeText) else { throw MTorrentError(.badValue, "the size is not a whole number", line: sizeLine) }
+        seen.insert("size")
+        let (pieceSizeText, pieceSizeLine) = try cursor.field("piece-size", seen: seen)
+        guard let pieceSize = canonicalNumber(pieceSizeText), pieceSize <= UInt64(Int32.max) else {
+            throw MTorrentError(.badValue, "the piece size is not a whole number", line: pieceSizeLine)
+        }
+        let layout: PieceLayout
+        do {
+            layout = try PieceLayout(fileSize: size, pieceSize: Int(pieceSize))
+        } catch {
+            throw MTorrentError(.badValue, error.description, line: pieceSizeLine)
+        }
+        seen.insert("piece-size")
+        let (algorithm, algorithmLine) = try cursor.field("hash-algorithm", seen: seen)
+        guard algorithm == MTorrent.hashAlgorithm else {
+            throw MTorrentError(.badValue, "hash algorithm '\(algorithm)' is not supported; version 1 uses \(MTorrent.hashAlgorithm)", line: algorithmLine)
+        }
+        seen.insert("hash-algorithm")
+        var pieceHashes: [[UInt8]] = []
+        pieceHashes.reserveCapacity(layout.pieceCount)
+        while cursor.nextKey == "piece" {
+            let (value, line) = try cursor.field("piece", seen: seen)
+            guard pieceHashes.count < layout.pieceCount else {
+                throw MTorrentError(.pieceCountMismatch, "more piece hashes than the \(layout.pieceCount) pieces a \(size)-byte file has", line: line)
+            }
+            pieceHashes.append(try digest(value, line: line))
+        }
+        guard pieceHashes.count == layout.pieceCount else {
+            throw MTorrentError(.pieceCountMismatch, "\(pieceHashes.count) piece hashes for the \(layout.pieceCount) pieces a \(size)-byte file has", line: cursor.lineNumber)
+        }
+        seen.insert("piece")
+        let (rootText, rootLine) = try cursor.field("root", seen: seen)
+        let root = try digest(rootText, line: rootLine)
+        guard root == RootHash.compute(layout: layout, pieceHashes: pieceHashes) else {
+            throw MTorrentError(.rootMismatch, "the root hash does not match the piece hashes", line: rootLine)
+        }
+        seen.insert("root")
+        let signerLine = cursor.lineNumber
+        try cursor.bareField("signer", seen: seen)
+        let signer = try certificate(&cursor, startingAt: signerLine + 1)
+        return MTorrent.Content(trackers: trackers, name: name, layout: layout, pieceHashes: pieceHashes, root: root, signer: signer)
+    }
+
+    private static func certificate(_ cursor: inout LineCursor, startingAt line: Int) throws(MTorrentError) -> Certificate {
+        var lines: [Substring] = []
+        while let next = cursor.nextLine() {
+            lines.append(next)
+            if next == "-----END CERTIFICATE-----" { break }
+            guard lines.count < maximumCertificateLines else {
+                throw MTorrentError(.badCertificate, "the signer's certificate is longer than \(maximumCertificateLines) lines", line: line)
+            }
+        }
+        guard lines.first == "-----BEGIN CERTIFICATE-----", lines.last == "-----END CERTIFICATE-----" else {
+            throw MTorrentError(.badCertificate, "the signer's certificate is not one PEM CERTIFICATE block", line: line)
+        }
+        do {
+            return try Certificate(pemEncoded: lines.joined(separator: "\n"))
+        } catch {
+            throw MTorrentError(.badCertificate, "the signer's certificate cannot be read: \(error)", line: line)
+        }
+    }
+
+    private static func digest(_ text: Substring, line: Int) throws(MTorrentError) -> [UInt8] {
+        guard text.utf8.count == 2 * SHA256Digest.length, let bytes = Hex.decode(text) else {
+            throw MTorrentError(.badValue, "'\(text.prefix(80))' is not a SHA-256 digest in lowercase hex", line: line)
+        }
+        return bytes
+    }
+
+    /// A decimal number without sign, spaces or leading zeros.
+    private static func canonicalNumber(_ text: Substring) -> UInt64? {
+        guard !text.isEmpty, text.count <= 20, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+              text == "0" || text.first != "0"
+        else { return nil }
+        return UInt64(text)
+    }
+
+    /// Walks the lines of the text, each ended by a line feed.
+    struct LineCursor {
+        private let lines: [Substring]
+        private var index = 0
+        private let endsWithNewline: Bool
+
+        init(_ text: String) {
+            var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            endsWithNewline = lines.last == ""
+            if endsWithNewline { lines.removeLast() }
+            self.lines = lines
+        }
+
+        /// The 1-based number of the next line.
+        var lineNumber: Int { index + 1 }
+
+        /// The key of the next line, if there is one.
+        var nextKey: Substring? {
+            guard index < lines.count else { return nil }
+            let line = lines[index]
+            return line.firstIndex(of: " ").map { line[..<$0] } ?? line
+        }
+
+        mutating func nextLine() -> Substring? {
+            guard index < lines.count else { return nil }
+            defer { index += 1 }
+            return lines[index]
+        }
+
+        /// Reads `key value` and returns the value and its line number.
+        mutating func field(_ key: String, seen: Set<String>) throws(MTorrentError) -> (Substring, Int) {
+            guard nextKey == Substring(key) else { throw misplaced(expected: key, seen: seen) }
+            let number = lineNumber
+            let line = nextLine()!
+            guard line.count > key.count + 1 else { throw MTorrentError(.badValue, "'\(key)' has no value", line: number) }
+            return (line.dropFirst(key.count + 1), number)
+        }
+
+        /// Reads a line that is exactly `key`.
+        mutating func bareField(_ key: String, seen: Set<String>) throws(MTorrentError) {
+            guard nextKey == Substring(key) else { throw misplaced(expected: key, seen: seen) }
+            let number = lineNumber
+            guard nextLine()! == Substring(key) else { throw MTorrentError(.badValue, "'\(key)' takes no value on its line", line: number) }
+        }
+
+        /// The error for a line that is not the expected field.
+        func misplaced(expected: String, seen: Set<String>) -> MTorrentError {
+            guard let key = nextKey.map(String.init) else {
+                return MTorrentError(.missingField, "the file ends where '\(expected)' should be", line: lineNumber)
+            }
+            if seen.contains(key) {
+                return MTorrentError(.duplicateField, "'\(key)' appears again where '\(expected)' should be", line: lineNumber)
+            }
+            if MTorrentParser.fieldOrder.contains(key) {
+                return MTorrentError(.misplacedField, "'\(key)' is out of order: '\(expected)' should come first", line: lineNumber)
+            }
+            return MTorrentError(.unknownField, "unknown field '\(key.prefix(40))' where '\(expected)' should be", line: lineNumber)
+        }
+
+        /// Fails unless every line has been read and the text ended with a line feed.
+        func expectEnd() throws(MTorrentError) {
+            guard index == lines.count else {
+                throw MTorrentError(.trailingData, "unexpected data after the signature", line: lineNumber)
+            }
+            guard endsWithNewline else {
+                throw MTorrentError(.nonCanonical, "the last line does not end with a line feed", line: lineNumber - 1)
+            }
+        }
+    }
+}
