@@ -49,10 +49,24 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "PKITests", dependencies: ["PKI", "FileIO"]),
-        .testTarget(name: "PiecesTests", dependencies: ["Pieces"]),
-        .testTarget(name: "MTorrentFormatTests", dependencies: ["MTorrentFormat", "PKI", "Pieces"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["mtca", "mtorrent"]),
+        .target(name: "PKITesting", dependencies: ["PKI", "FileIO"], path: "Tests/PKITesting"),
+        .testTarget(
+            name: "PKITests",
+            dependencies: [
+                "PKI", "FileIO", "PKITesting",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        .testTarget(
+            name: "PiecesTests",
+            dependencies: ["Pieces", "PKITesting", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .testTarget(
+            name: "MTorrentFormatTests",
+            dependencies: ["MTorrentFormat", "PKI", "Pieces", "FileIO", "PKITesting", .product(name: "X509", package: "swift-certificates")]
+        ),
+        .testTarget(name: "EndToEndTests", dependencies: ["mtca", "mtorrent", "PKITesting"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -181,7 +181,8 @@ public enum MTorrentParser {
             guard nextLine()! == Substring(key) else { throw MTorrentError(.badValue, "'\(key)' takes no value on its line", line: number) }
         }
 
-        /// The error for a line that is not the expected field.
+        /// The error for a line that is not the expected field: the expected field is missing, or
+        /// comes later (out of order), or the line repeats an earlier field or names an unknown one.
         func misplaced(expected: String, seen: Set<String>) -> MTorrentError {
             guard let key = nextKey.map(String.init) else {
                 return MTorrentError(.missingField, "the file ends where '\(expected)' should be", line: lineNumber)
@@ -189,10 +190,14 @@ public enum MTorrentParser {
             if seen.contains(key) {
                 return MTorrentError(.duplicateField, "'\(key)' appears again where '\(expected)' should be", line: lineNumber)
             }
-            if MTorrentParser.fieldOrder.contains(key) {
-                return MTorrentError(.misplacedField, "'\(key)' is out of order: '\(expected)' should come first", line: lineNumber)
+            guard MTorrentParser.fieldOrder.contains(key) else {
+                return MTorrentError(.unknownField, "unknown field '\(key.prefix(40))' where '\(expected)' should be", line: lineNumber)
             }
-            return MTorrentError(.unknownField, "unknown field '\(key.prefix(40))' where '\(expected)' should be", line: lineNumber)
+            let expectedLater = lines[index...].contains { $0 == expected || $0.hasPrefix(expected + " ") }
+            if expectedLater {
+                return MTorrentError(.misplacedField, "'\(key)' is out of order: '\(expected)' should come before it", line: lineNumber)
+            }
+            return MTorrentError(.missingField, "'\(expected)' is missing before '\(key)'", line: lineNumber)
         }
 
         /// Fails unless every line has been read and the text ended with a line feed.

@@ -94,6 +94,7 @@ public struct CertificateAuthority: Sendable {
     /// Issues a certificate and key into `issued/NAME.crt` and `issued/NAME.key` (0600).
     /// Refuses a name that already has a live certificate; files of a revoked or expired
     /// certificate of that name are moved to `issued/archive/` first.
+    @discardableResult
     public func issue(_ request: IssueRequest, now: Date = Date()) throws -> IssuedCertificate {
         try Self.check(request)
         return try FileIO.withExclusiveLock(layout.lock) {
@@ -139,6 +140,7 @@ public struct CertificateAuthority: Sendable {
     }
 
     /// Revokes the newest unrevoked certificate of `name` and re-signs the CRL.
+    @discardableResult
     public func revoke(name: String, reason: RevocationReason = .unspecified, now: Date = Date()) throws -> (LedgerEntry, RevocationList) {
         try FileIO.withExclusiveLock(layout.lock) {
             var ledger = try Ledger.load(from: layout.ledger)
@@ -154,6 +156,7 @@ public struct CertificateAuthority: Sendable {
     }
 
     /// Signs a fresh CRL (a new number and window); `days` also becomes the lifetime of later lists.
+    @discardableResult
     public func renewRevocationList(days: Int? = nil, now: Date = Date()) throws -> RevocationList {
         if let days { try Self.checkDays(days, within: 1...366, what: "CRL lifetime") }
         return try FileIO.withExclusiveLock(layout.lock) {

@@ -127,6 +127,7 @@ public struct RevocationList: Sendable {
             return (tbsNode, algorithm, signature)
         }
         guard algorithm.count == 1 else { throw ASN1Error.invalidASN1Object(reason: "unexpected signature algorithm parameters") }
+        guard signatureBits.paddingBits == 0 else { throw ASN1Error.invalidASN1Object(reason: "the CRL signature is not whole bytes") }
         var number = -1
         var entries: [Entry] = []
         (issuer, thisUpdate, nextUpdate) = try DER.sequence(tbsNode, identifier: .sequence) { fields in
