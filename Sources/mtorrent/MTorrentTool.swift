@@ -72,7 +72,7 @@ extension MTorrentTool {
             let trust = try TrustStore.load(from: PKILayout(folder: pki))
             let (torrent, signer) = try MTorrent.load(from: file, trust: trust)
             print("""
-                \(file): valid, signed by \(signer).
+                \(file): valid, signed by \(signer)
                   file     \(torrent.name), \(torrent.layout.fileSize) bytes in \(torrent.layout.pieceCount) pieces of \(torrent.layout.pieceSize)
                   root     \(torrent.rootHex)
                   trackers \(torrent.trackers.map(\.description).joined(separator: " "))
