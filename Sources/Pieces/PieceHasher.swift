@@ -52,7 +52,7 @@ public enum PieceHashingError: Error, CustomStringConvertible {
 /// `workers × readBufferSize` whatever the size of the file.
 public enum PieceHasher {
     /// Bytes read per system call and held per worker.
-    public static let readBufferSize = 1024 * 1024
+    public static let readBufferSize = 256 * 1024
     /// One worker per online core.
     public static var defaultWorkers: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
 
