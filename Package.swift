@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         .systemLibrary(
@@ -36,6 +37,15 @@ let package = Package(
             dependencies: [
                 "PKI", "Pieces", "FileIO",
                 .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
+        .target(
+            name: "TLS",
+            dependencies: [
+                "COpenSSL", "PKI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
         .executableTarget(
@@ -65,6 +75,14 @@ let package = Package(
         .testTarget(
             name: "MTorrentFormatTests",
             dependencies: ["MTorrentFormat", "PKI", "Pieces", "FileIO", "PKITesting", .product(name: "X509", package: "swift-certificates")]
+        ),
+        .testTarget(
+            name: "TLSTests",
+            dependencies: [
+                "TLS", "PKI", "PKITesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["mtca", "mtorrent", "PKITesting"]),
     ],
