@@ -82,6 +82,7 @@ let package = Package(
                 "TLS", "PKI", "PKITesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["mtca", "mtorrent", "PKITesting"]),

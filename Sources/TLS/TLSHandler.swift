@@ -66,7 +66,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         buffer.withUnsafeReadableBytes { engine.consumeCiphertext($0) }
         if state == .handshaking { continueHandshake(context: context) }
         if state == .active { deliverPlaintext(context: context) }
-        sendCiphertext(context: context, promise: nil)
+        // Reading can produce handshake messages, key updates or alerts: send them now.
+        if sendCiphertext(context: context, promise: nil) { context.flush() }
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
@@ -178,18 +179,21 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         sendCiphertext(context: context, promise: promise)
     }
 
-    /// Writes whatever ciphertext the engine holds; the promise completes with that write.
-    private func sendCiphertext(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+    /// Writes (without flushing) whatever ciphertext the engine holds; the promise completes with
+    /// that write. Returns whether there was any.
+    @discardableResult
+    private func sendCiphertext(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) -> Bool {
         let pending = engine.pendingCiphertext
         guard pending > 0 else {
             promise?.succeed(())
-            return
+            return false
         }
         var buffer = context.channel.allocator.buffer(capacity: pending)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { space in
             engine.drainCiphertext(into: UnsafeMutableRawBufferPointer(rebasing: space.prefix(pending)))
         }
         context.write(wrapOutboundOut(buffer), promise: promise)
+        return true
     }
 
     private func fail(_ error: TLSError, context: ChannelHandlerContext) {
