@@ -8,6 +8,10 @@ let package = Package(
         .executable(name: "mtca", targets: ["mtca"]),
         .executable(name: "mtorrent", targets: ["mtorrent"]),
     ],
+    traits: [
+        .trait(name: "GnuTLS", description: "Adds the GnuTLS backend (needs libgnutls28-dev), chosen at run time."),
+        .default(enabledTraits: []),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
@@ -20,6 +24,11 @@ let package = Package(
             name: "COpenSSL",
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev", "pkg-config"])]
+        ),
+        .systemLibrary(
+            name: "CGnuTLS",
+            pkgConfig: "gnutls",
+            providers: [.apt(["libgnutls28-dev"])]
         ),
         .target(name: "FileIO"),
         .target(
@@ -43,6 +52,7 @@ let package = Package(
             name: "TLS",
             dependencies: [
                 "COpenSSL", "PKI",
+                .target(name: "CGnuTLS", condition: .when(traits: ["GnuTLS"])),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),

@@ -4,7 +4,7 @@ import PKI
 /// An OpenSSL `SSL_CTX` built from a ``TLSConfiguration``: our certificate and key, TLS 1.3
 /// only, a certificate required from the other side, no session resumption (every connection
 /// is judged afresh against the current CRL), and certificate checks handed to our own policy.
-public final class OpenSSLContext: @unchecked Sendable {
+public final class OpenSSLContext: TLSContext, @unchecked Sendable {
     let context: OpaquePointer
     public let configuration: TLSConfiguration
 
@@ -25,6 +25,10 @@ public final class OpenSSLContext: @unchecked Sendable {
 
     deinit {
         SSL_CTX_free(context)
+    }
+
+    public func makeEngine(side: TLSSide) throws(TLSError) -> TLSEngine {
+        try OpenSSLEngine(context: self, side: side)
     }
 
     private func load(_ identity: SigningIdentity) throws(TLSError) {
@@ -201,21 +205,12 @@ enum OpenSSLErrors {
     static func translate(_ packed: UInt) -> TLSError {
         let reason = Int32(packed & 0x7FFFFF)
         switch reason {
-        case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
-            return TLSError(.ourCertificateRefused, "the other side refused our certificate: revoked")
-        case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
-            return TLSError(.ourCertificateRefused, "the other side refused our certificate: expired (or its CRL expired)")
-        case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
-            return TLSError(.ourCertificateRefused, "the other side refused our certificate: not issued by its CA")
-        case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
-            return TLSError(.ourCertificateRefused, "the other side refused our certificate: wrong role for this connection")
-        case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
-            return TLSError(.ourCertificateRefused, "the other side refused our certificate")
-        case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
-            return TLSError(.ourCertificateRefused, "the other side requires a certificate and we sent none")
+        case SSL_AD_REASON_OFFSET..<(SSL_AD_REASON_OFFSET + 256):
+            // OpenSSL reports a received alert as its number plus this offset.
+            return TLSAlert.received(Int(reason - SSL_AD_REASON_OFFSET))
         case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
             return TLSError(.noPeerCertificate, "the other side presented no certificate; a certificate from our CA is required")
-        case SSL_R_UNSUPPORTED_PROTOCOL, SSL_R_TLSV1_ALERT_PROTOCOL_VERSION, SSL_R_WRONG_VERSION_NUMBER:
+        case SSL_R_UNSUPPORTED_PROTOCOL, SSL_R_WRONG_VERSION_NUMBER:
             return TLSError(.protocolVersion, "the other side does not speak TLS 1.3, the only version we accept")
         default:
             return TLSError(.protocolFailure, "TLS failed\(detail(packed))")

@@ -56,14 +56,14 @@ final class LoopbackServer: Sendable {
     let channel: Channel
     private let recorders = NIOLockedValueBox<[Recorder]>([])
 
-    init(group: MultiThreadedEventLoopGroup, context: OpenSSLContext, handshakeTimeout: TimeAmount = .seconds(10)) throws {
+    init(group: MultiThreadedEventLoopGroup, context: TLSContext, handshakeTimeout: TimeAmount = .seconds(10)) throws {
         let recorders = self.recorders
         channel = try ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { child in
                 child.eventLoop.makeCompletedFuture {
                     let recorder = Recorder(eventLoop: child.eventLoop, echo: true)
-                    let engine = try OpenSSLEngine(context: context, side: .server)
+                    let engine = try context.makeEngine(side: .server)
                     try child.pipeline.syncOperations.addHandlers([TLSHandler(engine: engine, handshakeTimeout: handshakeTimeout), recorder])
                     recorders.withLockedValue { $0.append(recorder) }
                 }
@@ -95,13 +95,13 @@ final class LoopbackServer: Sendable {
 }
 
 /// Connects a TLS client to 127.0.0.1:`port`; returns its channel and recorder.
-func connectClient(group: EventLoopGroup, context: OpenSSLContext, port: Int, dialedHost: String = "127.0.0.1") throws -> (Channel, Recorder) {
+func connectClient(group: EventLoopGroup, context: TLSContext, port: Int, dialedHost: String = "127.0.0.1") throws -> (Channel, Recorder) {
     let recorderBox = NIOLockedValueBox<Recorder?>(nil)
     let channel = try ClientBootstrap(group: group)
         .channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 let recorder = Recorder(eventLoop: channel.eventLoop, echo: false)
-                let engine = try OpenSSLEngine(context: context, side: .client(dialedHost: dialedHost))
+                let engine = try context.makeEngine(side: .client(dialedHost: dialedHost))
                 try channel.pipeline.syncOperations.addHandlers([TLSHandler(engine: engine), recorder])
                 recorderBox.withLockedValue { $0 = recorder }
             }

@@ -18,10 +18,9 @@ struct TLSFixture {
     }
 
     /// A context that presents `name`'s certificate and expects the other side to be `peerRole`.
-    func context(_ name: String, expecting peerRole: Role, trust: TrustSource? = nil, authority: TestAuthority? = nil) throws -> OpenSSLContext {
-        let source = authority ?? ca
-        let identity = try SigningIdentity.load(named: name, from: source.layout)
-        return try OpenSSLContext(configuration: TLSConfiguration(identity: identity, trust: trust ?? self.trust, peerRole: peerRole))
+    func context(_ name: String, expecting peerRole: Role, backend: TLSBackend = .openssl, authority: TestAuthority? = nil) throws -> TLSContext {
+        let identity = try SigningIdentity.load(named: name, from: (authority ?? ca).layout)
+        return try backend.makeContext(TLSConfiguration(identity: identity, trust: trust, peerRole: peerRole))
     }
 
     /// Reloads the CA certificate and CRL from disk into the shared trust source.
@@ -29,6 +28,9 @@ struct TLSFixture {
         trust.replace(with: try ca.trust())
     }
 }
+
+/// Every client/server combination of the backends in this build.
+let backendPairs: [(TLSBackend, TLSBackend)] = TLSBackend.available.flatMap { client in TLSBackend.available.map { (client, $0) } }
 
 /// Two engines connected through memory: bytes drained from one are fed to the other.
 struct EnginePair {

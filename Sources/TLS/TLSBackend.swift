@@ -1,0 +1,38 @@
+/// One endpoint's TLS settings prepared for a backend, from which each connection gets its engine.
+public protocol TLSContext: AnyObject, Sendable {
+    var configuration: TLSConfiguration { get }
+    /// A fresh engine for one connection.
+    func makeEngine(side: TLSSide) throws(TLSError) -> TLSEngine
+}
+
+/// The TLS libraries this build can use. OpenSSL is always there; GnuTLS only in a build with
+/// the `GnuTLS` package trait (`swift build --traits GnuTLS`).
+public enum TLSBackend: String, Sendable, CaseIterable, CustomStringConvertible {
+    case openssl
+    case gnutls
+
+    /// The backends compiled into this build.
+    public static var available: [TLSBackend] {
+        #if GnuTLS
+        return [.openssl, .gnutls]
+        #else
+        return [.openssl]
+        #endif
+    }
+
+    public var description: String { rawValue }
+
+    /// Prepares `configuration` for this backend.
+    public func makeContext(_ configuration: TLSConfiguration) throws(TLSError) -> TLSContext {
+        switch self {
+        case .openssl:
+            return try OpenSSLContext(configuration: configuration)
+        case .gnutls:
+            #if GnuTLS
+            return try GnuTLSContext(configuration: configuration)
+            #else
+            throw TLSError(.configuration, "this build has no GnuTLS backend; rebuild with 'swift build --traits GnuTLS' or use openssl")
+            #endif
+        }
+    }
+}
