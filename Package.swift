@@ -69,6 +69,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "TLSBenchmark",
+            dependencies: [
+                "TLS", "PKI", "PKITesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/TLSBenchmark"
+        ),
         .target(name: "PKITesting", dependencies: ["PKI", "FileIO"], path: "Tests/PKITesting"),
         .testTarget(
             name: "PKITests",
