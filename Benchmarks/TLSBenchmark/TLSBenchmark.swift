@@ -7,13 +7,15 @@ import TLS
 
 /// Measures the TLS layer: bulk throughput of an engine pair in memory (the reference), the same
 /// through the NIO handler over loopback, and new mutual handshakes per second against one server.
-/// Arguments: megabytes to move (default 1024), seconds for the handshake test (default 5).
+/// Arguments: megabytes to move (default 1024), seconds for the handshake test (default 5), and
+/// optionally one backend to measure (default: every backend in the build).
 @main
 struct TLSBenchmark {
     static func main() throws {
         let arguments = CommandLine.arguments.dropFirst().compactMap { Int($0) }
         let megabytes = arguments.first ?? 1024
         let handshakeSeconds = arguments.dropFirst().first ?? 5
+        let backends = CommandLine.arguments.compactMap(TLSBackend.init(rawValue:))
         let bytes = megabytes * 1024 * 1024
         let ca = try TestAuthority()
         try ca.identity(.tracker(name: "server", dnsNames: [], ipAddresses: ["127.0.0.1"], days: 30))
@@ -23,13 +25,19 @@ struct TLSBenchmark {
             try backend.makeContext(TLSConfiguration(identity: SigningIdentity.load(named: name, from: ca.layout), trust: trust, peerRole: role))
         }
         print("TLS 1.3, ECDSA P-256 certificates, \(megabytes) MiB per transfer, \(ProcessInfo.processInfo.activeProcessorCount) cores")
-        for backend in TLSBackend.available {
+        for backend in backends.isEmpty ? TLSBackend.available : backends {
             let client = try context("client", .tracker, backend)
             let server = try context("server", .peer, backend)
             let memory = try inMemoryThroughput(client: client, server: server, bytes: bytes)
             let loopback = try loopbackThroughput(client: client, server: server, bytes: bytes)
+            let memoryHandshakes = try inMemoryHandshakeRate(client: client, server: server, seconds: handshakeSeconds)
             let handshakes = try handshakeRate(client: client, server: server, seconds: handshakeSeconds)
-            print("\(backend): in-memory engine pair \(format(memory)) MB/s; NIO over loopback \(format(loopback)) MB/s (\(format(loopback / memory * 100))% of in-memory); \(format(handshakes)) handshakes/s")
+            print("""
+                \(backend): bulk: in-memory engine pair \(format(memory)) MB/s (one thread); NIO over loopback \(format(loopback)) MB/s \
+                (\(format(loopback / memory * 100))% of in-memory)
+                \(backend): new mutual handshakes: in-memory engine pair \(format(memoryHandshakes))/s (one thread, both sides); \
+                NIO over loopback \(format(handshakes))/s against one server (\(format(handshakes / memoryHandshakes * 100))% of in-memory)
+                """)
         }
     }
 
@@ -64,6 +72,33 @@ struct TLSBenchmark {
             }
         }
         return rate(bytes: received, since: start)
+    }
+
+    /// One thread runs whole handshakes (both sides) between fresh engine pairs for `seconds`.
+    static func inMemoryHandshakeRate(client: TLSContext, server: TLSContext, seconds: Int) throws -> Double {
+        var transfer = [UInt8](repeating: 0, count: 64 * 1024)
+        func move(_ from: TLSEngine, _ to: TLSEngine) {
+            while from.pendingCiphertext > 0 {
+                let count = transfer.withUnsafeMutableBytes { from.drainCiphertext(into: $0) }
+                transfer.withUnsafeBytes { to.consumeCiphertext(UnsafeRawBufferPointer(rebasing: $0.prefix(count))) }
+            }
+        }
+        let start = DispatchTime.now()
+        let deadline = start.uptimeNanoseconds + UInt64(seconds) * 1_000_000_000
+        var completed = 0
+        while DispatchTime.now().uptimeNanoseconds < deadline {
+            let clientEngine = try client.makeEngine(side: .client(dialedHost: "127.0.0.1"))
+            let serverEngine = try server.makeEngine(side: .server)
+            var done = (false, false)
+            for _ in 0..<10 where !(done.0 && done.1) {
+                if case .complete = clientEngine.handshake() { done.0 = true }
+                move(clientEngine, serverEngine)
+                if case .complete = serverEngine.handshake() { done.1 = true }
+                move(serverEngine, clientEngine)
+            }
+            if done.0 && done.1 { completed += 1 }
+        }
+        return Double(completed) / (Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
     }
 
     /// A client channel writes `bytes` through the TLS handler to a server channel that counts them.
@@ -110,8 +145,8 @@ struct TLSBenchmark {
         return rate(bytes: sent, since: start)
     }
 
-    /// Sequential new connections (connect, mutual handshake, close) for `seconds`, two at a time.
-    static func handshakeRate(client: TLSContext, server: TLSContext, seconds: Int) throws -> Double {
+    /// New connections (connect, mutual handshake, close) for `seconds`, `concurrency` at a time.
+    static func handshakeRate(client: TLSContext, server: TLSContext, seconds: Int, concurrency: Int = 32) throws -> Double {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         defer { try? group.syncShutdownGracefully() }
         let listener = try ServerBootstrap(group: group)
@@ -127,8 +162,8 @@ struct TLSBenchmark {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(seconds) * 1_000_000_000
         let start = DispatchTime.now()
         var completed = 0
-        while DispatchTime.now().uptimeNanoseconds < deadline, completed < 1_000_000 {
-            let attempts = (0..<2).map { _ in
+        while DispatchTime.now().uptimeNanoseconds < deadline, completed < 10_000_000 {
+            let attempts = (0..<concurrency).map { _ in
                 let promise = group.next().makePromise(of: Void.self)
                 let channel = ClientBootstrap(group: group)
                     .channelInitializer { channel in
@@ -141,10 +176,8 @@ struct TLSBenchmark {
                     .connect(host: "127.0.0.1", port: port)
                 return channel.flatMap { channel in promise.futureResult.flatMap { channel.close() } }
             }
-            for attempt in attempts {
-                try attempt.wait()
-                completed += 1
-            }
+            try EventLoopFuture.andAllSucceed(attempts, on: group.next()).wait()
+            completed += attempts.count
         }
         return Double(completed) / (Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
     }

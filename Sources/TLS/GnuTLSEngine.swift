@@ -90,6 +90,12 @@ public final class GnuTLSEngine: TLSEngine {
     }
 
     public func consumeCiphertext(_ bytes: UnsafeRawBufferPointer) {
+        // Drop what GnuTLS already pulled (at most a partial record remains), so the queue
+        // never grows beyond what is actually waiting.
+        if inboundStart > 0 {
+            inbound.removeFirst(inboundStart)
+            inboundStart = 0
+        }
         inbound.append(contentsOf: bytes)
     }
 
@@ -139,6 +145,10 @@ public final class GnuTLSEngine: TLSEngine {
     }
 
     fileprivate func push(_ bytes: UnsafeRawBufferPointer) -> Int {
+        if outboundStart > 0 {
+            outbound.removeFirst(outboundStart)
+            outboundStart = 0
+        }
         outbound.append(contentsOf: bytes)
         return bytes.count
     }

@@ -25,8 +25,12 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case closed
     }
 
-    /// Plaintext is encrypted and decrypted in pieces of this size.
-    static let chunkSize = 64 * 1024
+    /// Plaintext is encrypted and decrypted in pieces of this size: its ciphertext (four records
+    /// with their headers and tags) still fits a 64 KiB buffer, which the allocator serves from
+    /// its heap instead of mapping and clearing fresh pages for every write.
+    static let chunkSize = 64 * 1024 - 128
+    /// Largest buffer of ciphertext handed to the channel in one write.
+    static let maximumWriteSize = 64 * 1024
 
     private let engine: TLSEngine
     private let handshakeTimeout: TimeAmount
@@ -140,25 +144,34 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Decrypts everything the engine can, handing the application buffers of up to ``chunkSize``
+    /// (several records each) until the engine needs more bytes, the other side closes, or TLS fails.
     private func deliverPlaintext(context: ChannelHandlerContext) {
         while state == .active {
             var plaintext = context.channel.allocator.buffer(capacity: Self.chunkSize)
-            var step: TLSStep<Int> = .incomplete
-            plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.chunkSize) { space in
-                step = engine.readPlaintext(into: UnsafeMutableRawBufferPointer(rebasing: space.prefix(Self.chunkSize)))
-                if case .complete(let count) = step { return count }
-                return 0
+            var stop: TLSStep<Int>?
+            while stop == nil, plaintext.readableBytes < Self.chunkSize {
+                let room = Self.chunkSize - plaintext.readableBytes
+                var step: TLSStep<Int> = .incomplete
+                plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: room) { space in
+                    step = engine.readPlaintext(into: UnsafeMutableRawBufferPointer(rebasing: space.prefix(room)))
+                    if case .complete(let count) = step { return count }
+                    return 0
+                }
+                if case .complete(let count) = step, count > 0 { continue }
+                stop = step
             }
-            switch step {
-            case .complete(0):
+            if plaintext.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(plaintext)) }
+            switch stop {
+            case nil:
+                continue
+            case .incomplete?:
+                return
+            case .complete?:
                 // The other side sent close_notify: answer it and close.
                 close(context: context, mode: .all, promise: nil)
                 return
-            case .complete:
-                context.fireChannelRead(wrapInboundOut(plaintext))
-            case .incomplete:
-                return
-            case .failed(let error):
+            case .failed(let error)?:
                 fail(error, context: context)
                 return
             }
@@ -167,7 +180,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func encrypt(_ buffer: ByteBuffer, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         var remaining = buffer
-        while remaining.readableBytes > 0 {
+        repeat {
+            // Encrypt and send piece by piece: the engine's buffer and each outgoing buffer stay
+            // small (and are reused by the allocator) whatever the size of the application's write.
             let chunk = remaining.readSlice(length: min(Self.chunkSize, remaining.readableBytes))!
             let step = chunk.withUnsafeReadableBytes { engine.writePlaintext($0) }
             if case .failed(let error) = step {
@@ -175,24 +190,26 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 fail(error, context: context)
                 return
             }
-        }
-        sendCiphertext(context: context, promise: promise)
+            sendCiphertext(context: context, promise: remaining.readableBytes == 0 ? promise : nil)
+        } while remaining.readableBytes > 0
     }
 
-    /// Writes (without flushing) whatever ciphertext the engine holds; the promise completes with
-    /// that write. Returns whether there was any.
+    /// Writes (without flushing) whatever ciphertext the engine holds, in buffers of at most
+    /// 64 KiB; the promise completes with the last write. Returns whether there was any.
     @discardableResult
     private func sendCiphertext(context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) -> Bool {
-        let pending = engine.pendingCiphertext
-        guard pending > 0 else {
+        guard engine.pendingCiphertext > 0 else {
             promise?.succeed(())
             return false
         }
-        var buffer = context.channel.allocator.buffer(capacity: pending)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { space in
-            engine.drainCiphertext(into: UnsafeMutableRawBufferPointer(rebasing: space.prefix(pending)))
+        while case let pending = engine.pendingCiphertext, pending > 0 {
+            let count = min(pending, Self.maximumWriteSize)
+            var buffer = context.channel.allocator.buffer(capacity: count)
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { space in
+                engine.drainCiphertext(into: UnsafeMutableRawBufferPointer(rebasing: space.prefix(count)))
+            }
+            context.write(wrapOutboundOut(buffer), promise: engine.pendingCiphertext == 0 ? promise : nil)
         }
-        context.write(wrapOutboundOut(buffer), promise: promise)
         return true
     }
 
