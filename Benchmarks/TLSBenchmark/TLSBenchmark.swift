@@ -38,10 +38,17 @@ struct TLSBenchmark {
                 \(backend): new mutual handshakes: in-memory engine pair \(format(memoryHandshakes))/s (one thread, both sides); \
                 NIO over loopback \(format(handshakes))/s against one server (\(format(handshakes / memoryHandshakes * 100))% of in-memory)
                 """)
+            verdict("\(backend): NIO path >= 70% of the in-memory engine pair", loopback / memory >= 0.7)
+            verdict("\(backend): one stream over loopback >= 900 MB/s", loopback >= 900)
+            verdict("\(backend): >= 2,000 new mutual handshakes/s against one server", handshakes >= 2000)
         }
     }
 
     static func format(_ value: Double) -> String { String(format: "%.0f", value) }
+
+    static func verdict(_ target: String, _ met: Bool) {
+        print("\(met ? "met   " : "MISSED") \(target)")
+    }
 
     /// One thread encrypts 64 KiB writes on the client engine and decrypts them on the server engine.
     static func inMemoryThroughput(client: TLSContext, server: TLSContext, bytes: Int) throws -> Double {
