@@ -117,7 +117,7 @@ struct TLSBenchmark {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
-                        TLSHandler(engine: server.makeEngine(side: .server)), ByteCounter(target: bytes, done: done),
+                        TLSHandler(context: server, side: .server), ByteCounter(target: bytes, done: done),
                     ])
                 }
             }
@@ -128,7 +128,7 @@ struct TLSBenchmark {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
-                        TLSHandler(engine: client.makeEngine(side: .client(dialedHost: "127.0.0.1"))), HandshakeWaiter(promise: connected),
+                        TLSHandler(context: client, side: .client(dialedHost: "127.0.0.1")), HandshakeWaiter(promise: connected),
                     ])
                 }
             }
@@ -160,7 +160,7 @@ struct TLSBenchmark {
             .serverChannelOption(.backlog, value: 256)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(TLSHandler(engine: server.makeEngine(side: .server)))
+                    try channel.pipeline.syncOperations.addHandler(TLSHandler(context: server, side: .server))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).wait()
@@ -176,7 +176,7 @@ struct TLSBenchmark {
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             try channel.pipeline.syncOperations.addHandlers([
-                                TLSHandler(engine: client.makeEngine(side: .client(dialedHost: "127.0.0.1"))), HandshakeWaiter(promise: promise),
+                                TLSHandler(context: client, side: .client(dialedHost: "127.0.0.1")), HandshakeWaiter(promise: promise),
                             ])
                         }
                     }

@@ -21,6 +21,8 @@ public struct TLSError: Error, Equatable, CustomStringConvertible, Sendable {
         public static let handshakeTimeout = Code(description: "handshake-timeout")
         /// The connection closed before the handshake finished.
         public static let closedDuringHandshake = Code(description: "closed-during-handshake")
+        /// The connection ended without close_notify: what arrived last may be cut short.
+        public static let uncleanShutdown = Code(description: "unclean-shutdown")
         /// Any other TLS failure (malformed records, bad MAC, internal errors).
         public static let protocolFailure = Code(description: "protocol-failure")
         /// Our own certificate, key or settings could not be loaded.

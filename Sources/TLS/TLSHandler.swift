@@ -44,6 +44,11 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.handshakeTimeout = handshakeTimeout
     }
 
+    /// A handler with a fresh engine from `context`, using the context's handshake timeout.
+    public convenience init(context: TLSContext, side: TLSSide) throws(TLSError) {
+        self.init(engine: try context.makeEngine(side: side), handshakeTimeout: .seconds(context.configuration.handshakeTimeoutSeconds))
+    }
+
     public func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { startHandshake(context: context) }
     }
@@ -54,12 +59,18 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        let wasHandshaking = state == .handshaking || state == .idle
+        let previous = state
         state = .closed
         timeout?.cancel()
         failHeldWrites(ChannelError.ioOnClosedChannel)
-        if wasHandshaking {
+        switch previous {
+        case .idle, .handshaking:
             context.fireErrorCaught(TLSError(.closedDuringHandshake, "the connection closed during the TLS handshake"))
+        case .active:
+            // Neither side closed with close_notify: an attacker may have cut the stream short.
+            context.fireErrorCaught(TLSError(.uncleanShutdown, "the connection ended without a TLS close_notify; the last data received may be incomplete"))
+        case .closed:
+            break
         }
         context.fireChannelInactive()
     }

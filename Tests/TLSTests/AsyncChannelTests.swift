@@ -14,7 +14,7 @@ import Testing
         let clientContext = try fixture.context("alice", expecting: .tracker, backend: backend)
         let channel = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: server.port) { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(TLSHandler(engine: clientContext.makeEngine(side: .client(dialedHost: "127.0.0.1"))))
+                try channel.pipeline.syncOperations.addHandler(TLSHandler(context: clientContext, side: .client(dialedHost: "127.0.0.1")))
                 return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
             }
         }

@@ -18,7 +18,7 @@ import Testing
             .childChannelOption(.autoRead, value: false)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(TLSHandler(engine: serverContext.makeEngine(side: .server)))
+                    try channel.pipeline.syncOperations.addHandler(TLSHandler(context: serverContext, side: .server))
                     // Read just enough to complete the handshake, then stop reading.
                     for delay in [0, 50, 100, 150, 200, 300, 400] {
                         channel.eventLoop.scheduleTask(in: .milliseconds(Int64(delay))) { channel.read() }

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import PKI
 import TLS
+import Testing
 
 /// Records how a connection's handshake ended, echoes what a server receives, and collects what
 /// a client receives.
@@ -89,6 +90,12 @@ final class LoopbackServer: Sendable {
         throw TLSError(.protocolFailure, "no connection arrived")
     }
 
+    /// The last error of the `index`-th connection once it has closed (nil for a clean close).
+    func closedError(_ index: Int) throws -> Error? {
+        let recorder = try #require(recorders.withLockedValue { $0.count > index ? $0[index] : nil })
+        return try recorder.closed.futureResult.wait()
+    }
+
     func close() throws {
         try channel.close().wait()
     }
@@ -101,8 +108,7 @@ func connectClient(group: EventLoopGroup, context: TLSContext, port: Int, dialed
         .channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 let recorder = Recorder(eventLoop: channel.eventLoop, echo: false)
-                let engine = try context.makeEngine(side: .client(dialedHost: dialedHost))
-                try channel.pipeline.syncOperations.addHandlers([TLSHandler(engine: engine), recorder])
+                try channel.pipeline.syncOperations.addHandlers([TLSHandler(context: context, side: .client(dialedHost: dialedHost)), recorder])
                 recorderBox.withLockedValue { $0 = recorder }
             }
         }

@@ -150,3 +150,38 @@ extension Result {
         return nil
     }
 }
+
+/// How connections end: close_notify both ways, or an unclean end that is reported as such.
+@Suite struct ShutdownTests {
+    @Test(arguments: TLSBackend.available)
+    func aCleanCloseIsNotAnError(backend: TLSBackend) throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        defer { try? group.syncShutdownGracefully() }
+        let fixture = try TLSFixture()
+        let server = try LoopbackServer(group: group, context: fixture.context("tracker1", expecting: .peer, backend: backend))
+        defer { try? server.close() }
+        let (client, recorder) = try connectClient(group: group, context: fixture.context("alice", expecting: .tracker, backend: backend), port: server.port)
+        #expect(try recorder.outcome.futureResult.wait().name == "tracker1")
+        #expect(try server.outcome(0).get().name == "alice")
+        try client.close().wait()
+        #expect(try recorder.closed.futureResult.wait() == nil)
+        #expect(try server.closedError(0) == nil)
+    }
+
+    @Test(arguments: TLSBackend.available)
+    func anEndWithoutCloseNotifyIsReported(backend: TLSBackend) throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        defer { try? group.syncShutdownGracefully() }
+        let fixture = try TLSFixture()
+        let server = try LoopbackServer(group: group, context: fixture.context("tracker1", expecting: .peer, backend: backend))
+        defer { try? server.close() }
+        let (client, recorder) = try connectClient(group: group, context: fixture.context("alice", expecting: .tracker, backend: backend), port: server.port)
+        #expect(try recorder.outcome.futureResult.wait().name == "tracker1")
+        #expect(try server.outcome(0).get().name == "alice")
+        // Close the socket underneath TLS, as a network attacker cutting the stream would.
+        try client.pipeline.handler(type: TLSHandler.self).flatMap { client.pipeline.removeHandler($0) }.wait()
+        try client.close().wait()
+        let error = try #require(try server.closedError(0) as? TLSError)
+        #expect(error.code == .uncleanShutdown)
+    }
+}
