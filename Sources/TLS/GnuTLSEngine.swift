@@ -55,12 +55,11 @@ public final class GnuTLSEngine: TLSEngine {
     private let session: gnutls_session_t
     private let context: GnuTLSContext
     private let side: TLSSide
-    private var inbound: [UInt8] = []
-    private var inboundStart = 0
-    private var outbound: [UInt8] = []
-    private var outboundStart = 0
-    private var verificationFailure: TLSError?
-    public private(set) var peerIdentity: VerifiedIdentity?
+    private var inbound = ByteQueue()
+    private var outbound = ByteQueue()
+    private var verdict = PeerVerdict()
+
+    public var peerIdentity: VerifiedIdentity? { verdict.identity }
 
     public init(context: GnuTLSContext, side: TLSSide) throws(TLSError) {
         var session: gnutls_session_t?
@@ -90,13 +89,7 @@ public final class GnuTLSEngine: TLSEngine {
     }
 
     public func consumeCiphertext(_ bytes: UnsafeRawBufferPointer) {
-        // Drop what GnuTLS already pulled (at most a partial record remains), so the queue
-        // never grows beyond what is actually waiting.
-        if inboundStart > 0 {
-            inbound.removeFirst(inboundStart)
-            inboundStart = 0
-        }
-        inbound.append(contentsOf: bytes)
+        inbound.append(bytes)
     }
 
     public func handshake() -> TLSStep<VerifiedIdentity> {
@@ -125,19 +118,10 @@ public final class GnuTLSEngine: TLSEngine {
         return .complete(())
     }
 
-    public var pendingCiphertext: Int { outbound.count - outboundStart }
+    public var pendingCiphertext: Int { outbound.count }
 
     public func drainCiphertext(into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        let count = min(buffer.count, pendingCiphertext)
-        outbound.withUnsafeBytes { source in
-            buffer.baseAddress!.copyMemory(from: source.baseAddress! + outboundStart, byteCount: count)
-        }
-        outboundStart += count
-        if outboundStart == outbound.count {
-            outbound.removeAll(keepingCapacity: true)
-            outboundStart = 0
-        }
-        return count
+        outbound.take(into: buffer)
     }
 
     public func shutdown() {
@@ -145,61 +129,40 @@ public final class GnuTLSEngine: TLSEngine {
     }
 
     fileprivate func push(_ bytes: UnsafeRawBufferPointer) -> Int {
-        if outboundStart > 0 {
-            outbound.removeFirst(outboundStart)
-            outboundStart = 0
-        }
-        outbound.append(contentsOf: bytes)
+        outbound.append(bytes)
         return bytes.count
     }
 
     fileprivate func pull(into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        let available = inbound.count - inboundStart
-        guard available > 0 else {
+        guard inbound.count > 0 else {
             gnutls_transport_set_errno(session, EAGAIN)
             return -1
         }
-        let count = min(available, buffer.count)
-        inbound.withUnsafeBytes { source in
-            buffer.baseAddress!.copyMemory(from: source.baseAddress! + inboundStart, byteCount: count)
-        }
-        inboundStart += count
-        if inboundStart == inbound.count {
-            inbound.removeAll(keepingCapacity: true)
-            inboundStart = 0
-        }
-        return count
+        return inbound.take(into: buffer)
     }
 
-    fileprivate var hasInbound: Bool { inbound.count > inboundStart }
+    fileprivate var hasInbound: Bool { inbound.count > 0 }
 
     /// Called from GnuTLS's verification callback; returns whether the other side is accepted.
     fileprivate func verifyPeer() -> Bool {
         var count: UInt32 = 0
         guard let list = gnutls_certificate_get_peers(session, &count), count > 0 else {
-            verificationFailure = TLSError(.noPeerCertificate, "the other side presented no certificate; a certificate from our CA is required")
+            verdict.failure = TLSError(.noPeerCertificate, "the other side presented no certificate; a certificate from our CA is required")
             return false
         }
         let leaf = Array(UnsafeBufferPointer(start: list[0].data, count: Int(list[0].size)))
-        let trust = context.configuration.trust.current
-        switch PeerCertificateCheck.verify(leafDER: leaf, trust: trust, role: context.configuration.peerRole, side: side) {
-        case .success(let identity):
-            peerIdentity = identity
-            return true
-        case .failure(let error):
-            verificationFailure = error
-            return false
-        }
+        return verdict.judge(leafDER: leaf, configuration: context.configuration, side: side)
     }
 
     private func failure<T>(_ result: Int32) -> TLSStep<T> {
         switch result {
         case GNUTLS_E_AGAIN, GNUTLS_E_INTERRUPTED:
             return .incomplete
-        case _ where verificationFailure != nil:
+        case _ where verdict.failure != nil:
             // GnuTLS leaves the alert to us: tell the other side why we refused it.
-            _ = gnutls_alert_send(session, GNUTLS_AL_FATAL, gnutls_alert_description_t(UInt32(TLSAlert.alert(refusing: verificationFailure!))))
-            return .failed(verificationFailure!)
+            let refusal = verdict.failure!
+            _ = gnutls_alert_send(session, GNUTLS_AL_FATAL, gnutls_alert_description_t(UInt32(TLSAlert.alert(refusing: refusal))))
+            return .failed(refusal)
         case GNUTLS_E_FATAL_ALERT_RECEIVED:
             return .failed(TLSAlert.received(Int(gnutls_alert_get(session).rawValue)))
         case GNUTLS_E_NO_CERTIFICATE_FOUND, GNUTLS_E_CERTIFICATE_REQUIRED:

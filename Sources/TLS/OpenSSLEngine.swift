@@ -69,8 +69,9 @@ public final class OpenSSLEngine: TLSEngine {
     private let toNetwork: OpaquePointer
     private let context: OpenSSLContext
     private let side: TLSSide
-    private var verificationFailure: TLSError?
-    public private(set) var peerIdentity: VerifiedIdentity?
+    private var verdict = PeerVerdict()
+
+    public var peerIdentity: VerifiedIdentity? { verdict.identity }
 
     public init(context: OpenSSLContext, side: TLSSide) throws(TLSError) {
         guard let ssl = SSL_new(context.context),
@@ -140,27 +141,19 @@ public final class OpenSSLEngine: TLSEngine {
 
     /// Called from OpenSSL's verification callback with the other side's leaf certificate.
     fileprivate func verifyPeer(leafDER: [UInt8]) -> Bool {
-        let trust = context.configuration.trust.current
-        switch PeerCertificateCheck.verify(leafDER: leafDER, trust: trust, role: context.configuration.peerRole, side: side) {
-        case .success(let identity):
-            peerIdentity = identity
-            return true
-        case .failure(let error):
-            verificationFailure = error
-            return false
-        }
+        verdict.judge(leafDER: leafDER, configuration: context.configuration, side: side)
     }
 
     /// The verification error code whose alert tells the other side why we refused it.
     fileprivate var verificationErrorCode: Int32 {
-        switch verificationFailure?.validation?.code {
+        switch verdict.failure?.validation?.code {
         case .revoked?: return X509_V_ERR_CERT_REVOKED
         case .expired?: return X509_V_ERR_CERT_HAS_EXPIRED
         case .notYetValid?: return X509_V_ERR_CERT_NOT_YET_VALID
         case .unknownAuthority?: return X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
         case .wrongRole?, .badProfile?: return X509_V_ERR_INVALID_PURPOSE
         case .revocationListExpired?: return X509_V_ERR_CRL_HAS_EXPIRED
-        default: return verificationFailure?.code == .nameMismatch ? X509_V_ERR_HOSTNAME_MISMATCH : X509_V_ERR_APPLICATION_VERIFICATION
+        default: return verdict.failure?.code == .nameMismatch ? X509_V_ERR_HOSTNAME_MISMATCH : X509_V_ERR_APPLICATION_VERIFICATION
         }
     }
 
@@ -169,7 +162,7 @@ public final class OpenSSLEngine: TLSEngine {
         case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
             return .incomplete
         default:
-            if let verificationFailure { return .failed(verificationFailure) }
+            if let refusal = verdict.failure { return .failed(refusal) }
             return .failed(OpenSSLErrors.translate(ERR_get_error()))
         }
     }

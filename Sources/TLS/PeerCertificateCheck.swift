@@ -7,6 +7,24 @@ import X509
 import Glibc
 #endif
 
+/// What an engine learned about the other side: its identity once accepted, or why it was refused.
+struct PeerVerdict {
+    var identity: VerifiedIdentity?
+    var failure: TLSError?
+
+    /// Judges the other side's leaf certificate under `configuration` and records the outcome.
+    mutating func judge(leafDER: [UInt8], configuration: TLSConfiguration, side: TLSSide) -> Bool {
+        switch PeerCertificateCheck.verify(leafDER: leafDER, trust: configuration.trust.current, role: configuration.peerRole, side: side) {
+        case .success(let verified):
+            identity = verified
+            return true
+        case .failure(let error):
+            failure = error
+            return false
+        }
+    }
+}
+
 /// What every backend does with the certificate the other side presented: our one validation
 /// policy (``TrustStore/validate(_:as:at:)``), then, for a client that dialed a tracker, the
 /// check that the certificate names the dialed address.

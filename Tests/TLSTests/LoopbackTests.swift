@@ -153,8 +153,8 @@ extension Result {
 
 /// How connections end: close_notify both ways, or an unclean end that is reported as such.
 @Suite struct ShutdownTests {
-    @Test(arguments: TLSBackend.available)
-    func aCleanCloseIsNotAnError(backend: TLSBackend) throws {
+    /// Connects alice to a tracker1 server on `backend` and runs `body` once both handshakes are done.
+    private func withConnection(backend: TLSBackend, _ body: (LoopbackServer, Channel, Recorder) throws -> Void) throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         defer { try? group.syncShutdownGracefully() }
         let fixture = try TLSFixture()
@@ -163,25 +163,26 @@ extension Result {
         let (client, recorder) = try connectClient(group: group, context: fixture.context("alice", expecting: .tracker, backend: backend), port: server.port)
         #expect(try recorder.outcome.futureResult.wait().name == "tracker1")
         #expect(try server.outcome(0).get().name == "alice")
-        try client.close().wait()
-        #expect(try recorder.closed.futureResult.wait() == nil)
-        #expect(try server.closedError(0) == nil)
+        try body(server, client, recorder)
+    }
+
+    @Test(arguments: TLSBackend.available)
+    func aCleanCloseIsNotAnError(backend: TLSBackend) throws {
+        try withConnection(backend: backend) { server, client, recorder in
+            try client.close().wait()
+            #expect(try recorder.closed.futureResult.wait() == nil)
+            #expect(try server.closedError(0) == nil)
+        }
     }
 
     @Test(arguments: TLSBackend.available)
     func anEndWithoutCloseNotifyIsReported(backend: TLSBackend) throws {
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        defer { try? group.syncShutdownGracefully() }
-        let fixture = try TLSFixture()
-        let server = try LoopbackServer(group: group, context: fixture.context("tracker1", expecting: .peer, backend: backend))
-        defer { try? server.close() }
-        let (client, recorder) = try connectClient(group: group, context: fixture.context("alice", expecting: .tracker, backend: backend), port: server.port)
-        #expect(try recorder.outcome.futureResult.wait().name == "tracker1")
-        #expect(try server.outcome(0).get().name == "alice")
-        // Close the socket underneath TLS, as a network attacker cutting the stream would.
-        try client.pipeline.handler(type: TLSHandler.self).flatMap { client.pipeline.removeHandler($0) }.wait()
-        try client.close().wait()
-        let error = try #require(try server.closedError(0) as? TLSError)
-        #expect(error.code == .uncleanShutdown)
+        try withConnection(backend: backend) { server, client, _ in
+            // Close the socket underneath TLS, as a network attacker cutting the stream would.
+            try client.pipeline.handler(type: TLSHandler.self).flatMap { client.pipeline.removeHandler($0) }.wait()
+            try client.close().wait()
+            let error = try #require(try server.closedError(0) as? TLSError)
+            #expect(error.code == .uncleanShutdown)
+        }
     }
 }
