@@ -183,3 +183,36 @@ extension FileIO {
         guard unlink(path) == 0 || errno == ENOENT else { throw .fromErrno(errno, path: path, operation: "remove") }
     }
 }
+
+/// A file that only grows at its end, each line made durable (fsync) before ``append(_:)``
+/// returns: once a caller has been told "done", a crash of the process or the machine keeps it.
+public final class AppendLog: @unchecked Sendable {
+    private let fd: Int32
+    public let path: String
+
+    public init(path: String) throws(FileIOError) {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .fromErrno(errno, path: path, operation: "open") }
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit {
+        close(fd)
+    }
+
+    /// Appends `lines` (each gets a line feed) in one write and waits until they are on disk.
+    public func append(_ lines: [String]) throws(FileIOError) {
+        let bytes = Array(lines.map { $0 + "\n" }.joined().utf8)
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .fromErrno(errno, path: path, operation: "append to")
+            }
+            written += n
+        }
+        guard fdatasync(fd) == 0 else { throw .fromErrno(errno, path: path, operation: "sync") }
+    }
+}

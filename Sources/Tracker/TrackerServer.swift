@@ -1,0 +1,276 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PKI
+import Synchronization
+import TLS
+import Wire
+import X509
+
+/// Everything a tracker needs to run; the `tracker` command fills it from flags and a config file.
+public struct TrackerConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var pki: PKILayout
+    public var name: String
+    public var aclPath: String?
+    public var dataFolder: String
+    /// Seconds a silent holder stays listed.
+    public var timeToLive: TimeInterval = 300
+    /// Seconds between sweeps that drop silent holders.
+    public var expirySweepInterval: TimeInterval = 30
+    public var maximumConnections = 1024
+    /// Seconds a connection may stay without a request.
+    public var idleTimeout: Int64 = 600
+    public var handshakeTimeout: Int64 = TLSConfiguration.defaultHandshakeTimeoutSeconds
+    public var tlsBackend: TLSBackend = .openssl
+
+    public init(host: String, port: Int, pki: PKILayout, name: String, aclPath: String?, dataFolder: String) {
+        self.host = host
+        self.port = port
+        self.pki = pki
+        self.name = name
+        self.aclPath = aclPath
+        self.dataFolder = dataFolder
+    }
+}
+
+/// The tracker: a mutual-TLS server that answers the tracker protocol from a durable registry,
+/// under an access control list, and logs every decision with the caller's identity.
+public final class TrackerServer: Sendable {
+    public let configuration: TrackerConfiguration
+    public let registry: Registry
+    private let logger: Logger
+    private let trust: TrustSource
+    private let tlsContext: TLSContext
+    private let acl: Mutex<AccessControlList>
+    private let connections = Mutex<[ObjectIdentifier: (channel: Channel, identity: VerifiedIdentity)]>([:])
+    private let channel = Mutex<Channel?>(nil)
+    private let connectionCount = Mutex(0)
+
+    public init(configuration: TrackerConfiguration, logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        trust = TrustSource(try TrustStore.load(from: configuration.pki))
+        let identity = try SigningIdentity.load(named: configuration.name, from: configuration.pki)
+        _ = try trust.current.validate(identity.certificate, as: .tracker)
+        var tls = TLSConfiguration(identity: identity, trust: trust, peerRole: .peer)
+        tls.handshakeTimeoutSeconds = configuration.handshakeTimeout
+        tlsContext = try configuration.tlsBackend.makeContext(tls)
+        acl = Mutex(try Self.loadACL(configuration.aclPath))
+        registry = try Registry(folder: configuration.dataFolder, timeToLive: configuration.timeToLive)
+    }
+
+    private static func loadACL(_ path: String?) throws -> AccessControlList {
+        guard let path else { return .withoutFile }
+        return try AccessControlList.load(from: path)
+    }
+
+    /// Binds and starts serving; returns the bound address (port 0 picks a free one).
+    public func start(group: EventLoopGroup) throws -> SocketAddress {
+        let bound = try ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelInitializer { [self] child in
+                child.eventLoop.makeCompletedFuture {
+                    try self.setUp(child)
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port).wait()
+        channel.withLock { $0 = bound }
+        scheduleExpiry(on: bound.eventLoop)
+        let counts = registry.counts
+        logger.info("tracker listening", metadata: [
+            "address": "\(bound.localAddress.map(Self.format) ?? "?")", "acl": "\(acl.withLock { $0.source })",
+            "files": "\(counts.files)", "holders": "\(counts.holders)",
+        ])
+        if configuration.aclPath == nil {
+            logger.notice("no ACL file: every peer with a valid certificate may share, get and remove its own entries")
+        }
+        return bound.localAddress!
+    }
+
+    /// Stops accepting and closes every connection.
+    public func stop() {
+        channel.withLock { $0 }?.close(promise: nil)
+        for (_, connection) in connections.withLock({ $0 }) { connection.channel.close(promise: nil) }
+    }
+
+    /// Reloads the CA certificate, the CRL and the ACL (the tracker does this on SIGHUP), and
+    /// closes the connections of certificates the new CRL revokes.
+    public func reload() throws {
+        let newTrust = try TrustStore.load(from: configuration.pki)
+        let newACL = try Self.loadACL(configuration.aclPath)
+        trust.replace(with: newTrust)
+        acl.withLock { $0 = newACL }
+        var closed = 0
+        for (_, connection) in connections.withLock({ $0 }) where Self.isRevoked(connection.identity, by: newTrust) {
+            logger.warning("closing connection of a revoked certificate", metadata: ["peer": "\(connection.identity.name)"])
+            connection.channel.close(promise: nil)
+            closed += 1
+        }
+        logger.info("reloaded CA, CRL and ACL", metadata: ["crl": "\(newTrust.revocationList.number)", "acl": "\(newACL.source)", "closed": "\(closed)"])
+    }
+
+    private static func isRevoked(_ identity: VerifiedIdentity, by trust: TrustStore) -> Bool {
+        guard let serial = Hex.decode(identity.serial) else { return true }
+        return trust.revocationList.entry(for: Certificate.SerialNumber(bytes: serial)) != nil
+    }
+
+    private func setUp(_ child: Channel) throws {
+        let admitted = connectionCount.withLock { count -> Bool in
+            guard count < configuration.maximumConnections else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else {
+            logger.warning("refusing a connection: the connection limit is reached", metadata: ["limit": "\(configuration.maximumConnections)"])
+            child.close(promise: nil)
+            return
+        }
+        child.closeFuture.whenComplete { [self] _ in
+            connectionCount.withLock { $0 -= 1 }
+            connections.withLock { $0[ObjectIdentifier(child)] = nil }
+        }
+        let session = TrackerSession(server: self, remote: child.remoteAddress)
+        try child.pipeline.syncOperations.addHandlers([
+            TLSHandler(context: tlsContext, side: .server),
+            IdleStateHandler(readTimeout: .seconds(configuration.idleTimeout)),
+            ByteToMessageHandler(LineFrameDecoder(maximumLength: TrackerRequest.maximumLineLength)),
+            session,
+        ])
+    }
+
+    fileprivate func register(_ channel: Channel, identity: VerifiedIdentity) {
+        connections.withLock { $0[ObjectIdentifier(channel)] = (channel, identity) }
+    }
+
+    fileprivate func log(_ level: Logger.Level, _ message: Logger.Message, identity: VerifiedIdentity?, _ metadata: Logger.Metadata = [:]) {
+        var all = metadata
+        if let identity {
+            all["peer"] = "\(identity.name)"
+            all["fingerprint"] = "\(identity.fingerprint.prefix(16))"
+        }
+        logger.log(level: level, message, metadata: all)
+    }
+
+    /// Answers one request from an authenticated peer at `address` (its connection's host and the port it serves on).
+    fileprivate func answer(_ request: TrackerRequest, identity: VerifiedIdentity, host: String) -> TrackerResponse {
+        let action: AccessControlList.Action
+        switch request {
+        case .share, .heartbeat, .leave: action = .share
+        case .get: action = .get
+        case .remove: action = .remove
+        case .allow: action = .admin
+        }
+        let rules = acl.withLock { $0 }
+        let decision = rules.decide(action, for: identity)
+        log(decision.allowed ? .info : .warning, decision.allowed ? "allowed" : "denied", identity: identity, [
+            "request": "\(request.line.prefix(100))", "rule": "\(decision.reason)",
+        ])
+        guard decision.allowed else {
+            return .failure(code: "ACCESS_DENIED", message: "'\(identity.name)' may not \(action.rawValue) here")
+        }
+        do {
+            let outcome: RegistryOutcome
+            switch request {
+            case .share(let file, let size, let port, let name):
+                outcome = try registry.share(file: file, size: size, name: name, address: Self.address(host, port), identity: identity)
+            case .get(let file):
+                return registry.holders(of: file)
+            case .remove(let file, let port):
+                let isAdmin = rules.decide(.admin, for: identity).allowed
+                outcome = try registry.remove(file: file, address: Self.address(host, port), identity: identity, isAdmin: isAdmin)
+            case .allow(let file):
+                outcome = try registry.allow(file: file)
+            case .heartbeat(let port):
+                outcome = registry.heartbeat(address: Self.address(host, port), identity: identity)
+            case .leave(let port):
+                outcome = try registry.leave(address: Self.address(host, port), identity: identity)
+            }
+            switch outcome {
+            case .done(let message): return .ok(message)
+            case .refused(let code, let message): return .failure(code: code, message: message)
+            }
+        } catch {
+            log(.error, "cannot record a change", identity: identity, ["error": "\(error)"])
+            return .failure(code: "TRACKER_ERROR", message: "the tracker could not record this change; try again or use the other tracker")
+        }
+    }
+
+    private func scheduleExpiry(on eventLoop: EventLoop) {
+        let interval = TimeAmount.milliseconds(Int64(configuration.expirySweepInterval * 1000))
+        eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+            do {
+                let dropped = try registry.expire()
+                if dropped > 0 { logger.info("dropped silent holders", metadata: ["count": "\(dropped)"]) }
+            } catch {
+                logger.error("cannot record expired holders", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    static func address(_ host: String, _ port: UInt16) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    static func format(_ address: SocketAddress) -> String {
+        address.ipAddress.map { self.address($0, UInt16(address.port ?? 0)) } ?? "\(address)"
+    }
+}
+
+/// One peer's connection to the tracker: waits for the verified identity, then answers each line.
+final class TrackerSession: ChannelInboundHandler {
+    typealias InboundIn = String
+    typealias OutboundOut = ByteBuffer
+
+    private let server: TrackerServer
+    private let host: String
+    private var identity: VerifiedIdentity?
+    private var badRequests = 0
+    /// Malformed requests tolerated on one connection before it is closed.
+    static let maximumBadRequests = 10
+
+    init(server: TrackerServer, remote: SocketAddress?) {
+        self.server = server
+        self.host = remote?.ipAddress ?? "unknown"
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSEvent.handshakeCompleted(let identity)? = event as? TLSEvent {
+            self.identity = identity
+            server.register(context.channel, identity: identity)
+            server.log(.debug, "peer connected", identity: identity, ["host": "\(host)"])
+        } else if event is IdleStateHandler.IdleStateEvent {
+            server.log(.info, "closing an idle connection", identity: identity)
+            context.close(promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let line = unwrapInboundIn(data)
+        guard let identity else { return }
+        let response: TrackerResponse
+        do {
+            response = server.answer(try TrackerRequest(line: line), identity: identity, host: host)
+        } catch {
+            badRequests += 1
+            server.log(.warning, "bad request", identity: identity, ["error": "\(error)"])
+            response = .failure(code: "INVALID_ARGUMENTS", message: error.description)
+        }
+        let text = response.lines.map { $0 + "\n" }.joined()
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: text)), promise: nil)
+        if badRequests >= Self.maximumBadRequests { context.close(promise: nil) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let tls = error as? TLSError {
+            server.log(tls.code == .uncleanShutdown ? .debug : .warning, "TLS: \(tls.reason)", identity: identity, ["host": "\(host)"])
+        } else {
+            server.log(.warning, "closing connection: \(error)", identity: identity, ["host": "\(host)"])
+        }
+        context.close(promise: nil)
+    }
+}

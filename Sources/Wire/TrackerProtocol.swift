@@ -1,0 +1,165 @@
+import PKI
+
+/// The root hash that names a file on the network: 32 bytes, written as 64 lowercase hex digits.
+public struct FileID: Hashable, Sendable, CustomStringConvertible {
+    public let bytes: [UInt8]
+
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 32 else { return nil }
+        self.bytes = bytes
+    }
+
+    public init?(hex: some StringProtocol) {
+        guard let bytes = Hex.decode(hex) else { return nil }
+        self.init(bytes: bytes)
+    }
+
+    public var description: String { Hex.encode(bytes) }
+}
+
+/// One request of the tracker protocol: a single line of text (see docs/PROTOCOL.md).
+public enum TrackerRequest: Equatable, Sendable {
+    /// Announce that the caller holds a file and serves it on `port` of its connection's address.
+    case share(file: FileID, size: UInt64, port: UInt16, name: String)
+    /// Who holds a file.
+    case get(file: FileID)
+    /// Withdraw: the caller's own entry, or (owner or admin) the file from the whole network.
+    case remove(file: FileID, port: UInt16)
+    /// An admin lets a withdrawn file be shared again.
+    case allow(file: FileID)
+    /// The caller serving on `port` is still there.
+    case heartbeat(port: UInt16)
+    /// The caller serving on `port` is going away: drop all its entries.
+    case leave(port: UInt16)
+
+    /// Longest request line accepted.
+    public static let maximumLineLength = 1024
+
+    public init(line: String) throws(WireError) {
+        let words = line.split(separator: " ", maxSplits: 4, omittingEmptySubsequences: false)
+        guard let verb = words.first else { throw .malformed("an empty request") }
+        func file(_ index: Int) throws(WireError) -> FileID {
+            guard words.count > index, let file = FileID(hex: words[index]) else { throw .malformed("a file must be named by its 64-digit root hash") }
+            return file
+        }
+        func port(_ index: Int) throws(WireError) -> UInt16 {
+            guard words.count > index, let port = UInt16(words[index]), port > 0, words[index].first != "0" else {
+                throw .malformed("a port must be a number from 1 to 65535")
+            }
+            return port
+        }
+        func expect(_ count: Int) throws(WireError) {
+            guard words.count == count else { throw .malformed("'\(verb)' takes \(count - 1) argument(s)") }
+        }
+        switch verb {
+        case "SHARE":
+            try expect(5)
+            guard let size = UInt64(words[2]), words[2] == "0" || words[2].first != "0" else { throw .malformed("the size must be a whole number") }
+            let name = String(words[4])
+            guard !name.isEmpty, name.utf8.count <= 255, !name.contains("/") else { throw .malformed("the file name must be 1 to 255 bytes without '/'") }
+            self = .share(file: try file(1), size: size, port: try port(3), name: name)
+        case "GET":
+            try expect(2)
+            self = .get(file: try file(1))
+        case "REMOVE":
+            try expect(3)
+            self = .remove(file: try file(1), port: try port(2))
+        case "ALLOW":
+            try expect(2)
+            self = .allow(file: try file(1))
+        case "HEARTBEAT":
+            try expect(2)
+            self = .heartbeat(port: try port(1))
+        case "LEAVE":
+            try expect(2)
+            self = .leave(port: try port(1))
+        default:
+            throw .malformed("unknown request '\(verb.prefix(20))'")
+        }
+    }
+
+    /// The request as one line, without its line feed.
+    public var line: String {
+        switch self {
+        case .share(let file, let size, let port, let name): return "SHARE \(file) \(size) \(port) \(name)"
+        case .get(let file): return "GET \(file)"
+        case .remove(let file, let port): return "REMOVE \(file) \(port)"
+        case .allow(let file): return "ALLOW \(file)"
+        case .heartbeat(let port): return "HEARTBEAT \(port)"
+        case .leave(let port): return "LEAVE \(port)"
+        }
+    }
+}
+
+/// A peer that holds a file, as the tracker recorded it: where it serves and who it proved to be.
+public struct HolderRecord: Equatable, Sendable {
+    /// `host:port` (the host is the address the peer connected from, never one it claimed).
+    public let address: String
+    public let name: String
+    /// SHA-256 fingerprint of the holder's certificate, lowercase hex.
+    public let fingerprint: String
+
+    public init(address: String, name: String, fingerprint: String) {
+        self.address = address
+        self.name = name
+        self.fingerprint = fingerprint
+    }
+}
+
+/// The tracker's answer: `OK …`, a list of holders, or `ERR CODE …`.
+public enum TrackerResponse: Equatable, Sendable {
+    case ok(String)
+    case holders(size: UInt64, name: String, [HolderRecord])
+    case failure(code: String, message: String)
+
+    /// Most holders one answer lists.
+    public static let maximumHolders = 200
+
+    /// The answer as lines, each without its line feed.
+    public var lines: [String] {
+        switch self {
+        case .ok(let message): return ["OK \(message)"]
+        case .failure(let code, let message): return ["ERR \(code) \(message)"]
+        case .holders(let size, let name, let records):
+            return ["HOLDERS \(records.count) \(size) \(name)"] + records.map { "HOLDER \($0.address) \($0.name) \($0.fingerprint)" }
+        }
+    }
+}
+
+/// Reads a ``TrackerResponse`` line by line (a holders answer spans several lines).
+public struct TrackerResponseReader {
+    private var pending: (count: Int, size: UInt64, name: String, records: [HolderRecord])?
+
+    public init() {}
+
+    /// Feeds one line; returns the response once it is complete.
+    public mutating func consume(_ line: String) throws(WireError) -> TrackerResponse? {
+        if var partial = pending {
+            let words = line.split(separator: " ")
+            guard words.count == 4, words[0] == "HOLDER" else { throw .malformed("expected a HOLDER line") }
+            partial.records.append(HolderRecord(address: String(words[1]), name: String(words[2]), fingerprint: String(words[3])))
+            if partial.records.count == partial.count {
+                pending = nil
+                return .holders(size: partial.size, name: partial.name, partial.records)
+            }
+            pending = partial
+            return nil
+        }
+        if line.hasPrefix("OK ") { return .ok(String(line.dropFirst(3))) }
+        if line.hasPrefix("ERR ") {
+            let words = line.dropFirst(4).split(separator: " ", maxSplits: 1)
+            guard let code = words.first else { throw .malformed("an error answer without a code") }
+            return .failure(code: String(code), message: words.count > 1 ? String(words[1]) : "")
+        }
+        if line.hasPrefix("HOLDERS ") {
+            let words = line.split(separator: " ", maxSplits: 3)
+            guard words.count == 4, let count = Int(words[1]), (0...TrackerResponse.maximumHolders).contains(count), let size = UInt64(words[2]) else {
+                throw .malformed("a malformed HOLDERS line")
+            }
+            if count == 0 { return .holders(size: size, name: String(words[3]), []) }
+            pending = (count, size, String(words[3]), [])
+            return nil
+        }
+        throw .malformed("an answer that is neither OK, ERR nor HOLDERS")
+    }
+}

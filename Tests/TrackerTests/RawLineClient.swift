@@ -1,0 +1,64 @@
+import NIOCore
+import NIOPosix
+import PKI
+import TLS
+import Wire
+
+/// Sends arbitrary lines to the tracker over mutual TLS and returns the first line of each answer.
+final class RawLineClient: @unchecked Sendable {
+    private let channel: Channel
+    private let collector: LineCollector
+
+    init(fixture: TrackerFixture, name: String) throws {
+        let identity = try SigningIdentity.load(named: name, from: fixture.ca.layout)
+        let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: identity, trust: TrustSource(try fixture.ca.trust()), peerRole: .tracker))
+        let collector = LineCollector()
+        channel = try ClientBootstrap(group: fixture.group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        TLSHandler(context: tls, side: .client(dialedHost: "127.0.0.1")),
+                        ByteToMessageHandler(LineFrameDecoder(maximumLength: 64 * 1024)),
+                        collector,
+                    ])
+                }
+            }
+            .connect(host: "127.0.0.1", port: Int(fixture.address.port)).wait()
+        self.collector = collector
+    }
+
+    func exchange(_ line: String) async throws -> String {
+        let promise = channel.eventLoop.makePromise(of: String.self)
+        let collector = self.collector
+        let channel = self.channel
+        try await channel.eventLoop.submit {
+            collector.waiting.append(promise)
+            channel.writeAndFlush(channel.allocator.buffer(string: line + "\n"), promise: nil)
+        }.get()
+        return try await promise.futureResult.get()
+    }
+
+    deinit {
+        channel.close(promise: nil)
+    }
+}
+
+final class LineCollector: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = String
+    var waiting: [EventLoopPromise<String>] = []
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !waiting.isEmpty { waiting.removeFirst().succeed(unwrapInboundIn(data)) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        for promise in waiting { promise.fail(WireError.closed) }
+        waiting = []
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        for promise in waiting { promise.fail(error) }
+        waiting = []
+        context.close(promise: nil)
+    }
+}

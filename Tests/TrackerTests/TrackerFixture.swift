@@ -1,0 +1,62 @@
+import Foundation
+import Logging
+import MTorrentFormat
+import NIOPosix
+import PKI
+import PKITesting
+import Peer
+import TLS
+import Tracker
+import Wire
+
+/// A CA with a tracker and peers, a tracker server on 127.0.0.1, and clients for the peers.
+final class TrackerFixture: @unchecked Sendable {
+    let ca: TestAuthority
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    let dataFolder: String
+    private(set) var server: TrackerServer!
+    private(set) var address: TrackerAddress!
+
+    init(acl: String? = nil, timeToLive: TimeInterval = 300) throws {
+        ca = try TestAuthority()
+        try ca.identity(.tracker(name: "tracker1", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], days: 30))
+        try ca.peer("alice", groups: ["lab"])
+        try ca.peer("bob", groups: ["lab"])
+        try ca.peer("carol", groups: ["ops"])
+        dataFolder = ca.folder.file("tracker-data")
+        var aclPath: String?
+        if let acl {
+            aclPath = ca.folder.file("acl")
+            try acl.write(toFile: aclPath!, atomically: true, encoding: .utf8)
+        }
+        try start(aclPath: aclPath, timeToLive: timeToLive)
+    }
+
+    /// Starts (or restarts) the tracker server on a fresh port over the same data folder.
+    func start(aclPath: String?, timeToLive: TimeInterval = 300) throws {
+        server?.stop()
+        var configuration = TrackerConfiguration(host: "127.0.0.1", port: 0, pki: ca.layout, name: "tracker1", aclPath: aclPath, dataFolder: dataFolder)
+        configuration.timeToLive = timeToLive
+        var logger = Logger(label: "tracker-test")
+        logger.logLevel = .critical
+        server = try TrackerServer(configuration: configuration, logger: logger)
+        let bound = try server.start(group: group)
+        address = TrackerAddress("127.0.0.1:\(bound.port!)")!
+    }
+
+    /// A client speaking for `name`, with certificates from `authority` (ours by default).
+    func client(_ name: String, authority: TestAuthority? = nil) throws -> TrackerClient {
+        let source = authority ?? ca
+        let identity = try SigningIdentity.load(named: name, from: source.layout)
+        let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: identity, trust: TrustSource(try source.trust()), peerRole: .tracker))
+        return TrackerClient(address: address, tls: tls, group: group)
+    }
+
+    deinit {
+        server?.stop()
+        try? group.syncShutdownGracefully()
+    }
+}
+
+let fileA = FileID(hex: String(repeating: "a1", count: 32))!
+let fileB = FileID(hex: String(repeating: "b2", count: 32))!
