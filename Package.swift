@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "mtca", targets: ["mtca"]),
         .executable(name: "mtorrent", targets: ["mtorrent"]),
+        .executable(name: "tracker", targets: ["tracker"]),
     ],
     traits: [
         .trait(name: "GnuTLS", description: "Adds the GnuTLS backend (needs libgnutls28-dev), chosen at run time."),
@@ -87,6 +88,15 @@ let package = Package(
             dependencies: ["PKI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
+            name: "tracker",
+            dependencies: [
+                "Tracker", "TLS", "PKI", "FileIO", "MTorrentFormat",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
             name: "mtorrent",
             dependencies: [
                 "MTorrentFormat", "PKI", "Pieces", "FileIO",
@@ -137,7 +147,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "EndToEndTests", dependencies: ["mtca", "mtorrent", "PKITesting"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: [
+                "mtca", "mtorrent", "tracker", "PKITesting", "Peer", "Wire", "TLS", "PKI", "MTorrentFormat",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -10,14 +10,15 @@ public struct TrackerAddress: Sendable, Hashable, CustomStringConvertible {
     public let host: String
     public let port: UInt16
 
-    /// Parses `host:port`; `nil` if it is not exactly that.
-    public init?(_ text: some StringProtocol) {
+    /// Parses `host:port`; `nil` if it is not exactly that. A listening address may ask for port 0
+    /// (any free port) with `allowingPortZero`.
+    public init?(_ text: some StringProtocol, allowingPortZero: Bool = false) {
         let text = String(text)
         guard let colon = text.lastIndex(of: ":") else { return nil }
         let host = String(text[..<colon])
         let portText = text[text.index(after: colon)...]
         guard !portText.isEmpty, portText.count <= 5, portText.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
-              portText.first != "0", let port = UInt16(portText), port > 0
+              portText == "0" || portText.first != "0", let port = UInt16(portText), port > 0 || allowingPortZero
         else { return nil }
         guard Self.isIPv4(host) || Self.isBracketedIPv6(host) || Self.isDNSName(host) else { return nil }
         self.host = host

@@ -215,7 +215,8 @@ public final class TrackerServer: Sendable {
         host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
-    static func format(_ address: SocketAddress) -> String {
+    /// `host:port` of a socket address, with brackets around an IPv6 host.
+    public static func format(_ address: SocketAddress) -> String {
         address.ipAddress.map { self.address($0, UInt16(address.port ?? 0)) } ?? "\(address)"
     }
 }
