@@ -26,6 +26,11 @@ public struct TrackerConfiguration: Sendable {
     public var handshakeTimeout: Int64 = TLSConfiguration.defaultHandshakeTimeoutSeconds
     public var tlsBackend: TLSBackend = .openssl
 
+    /// The keys a tracker configuration file may set (config/tracker.conf.example documents each).
+    public static let configFileKeys: Set<String> = [
+        "pki", "name", "acl", "data", "ttl", "max-connections", "idle-timeout", "handshake-timeout", "tls-backend", "log-level",
+    ]
+
     public init(host: String, port: Int, pki: PKILayout, name: String, aclPath: String?, dataFolder: String) {
         self.host = host
         self.port = port

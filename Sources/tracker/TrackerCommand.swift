@@ -27,15 +27,11 @@ struct TrackerCommand: AsyncParsableCommand {
     @Option(help: "Seconds a holder stays listed without a heartbeat.") var ttl: Int?
     @Option(help: "TLS library: \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).") var tlsBackend: String?
 
-    static let configKeys: Set<String> = [
-        "pki", "name", "acl", "data", "ttl", "max-connections", "idle-timeout", "handshake-timeout", "tls-backend", "log-level",
-    ]
-
     func run() async throws {
         guard let listen = TrackerAddress(address, allowingPortZero: true) else {
             throw ValidationError("'\(address)' is not ip:port")
         }
-        let file = try config.map { try ConfigFile(path: $0, knownKeys: Self.configKeys) }
+        let file = try config.map { try ConfigFile(path: $0, knownKeys: TrackerConfiguration.configFileKeys) }
         let backendName = tlsBackend ?? file?.string("tls-backend") ?? TLSBackend.openssl.rawValue
         guard let backend = TLSBackend(rawValue: backendName), TLSBackend.available.contains(backend) else {
             throw ValidationError("TLS backend '\(backendName)' is not in this build; use \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).")
