@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "mtca", targets: ["mtca"]),
         .executable(name: "mtorrent", targets: ["mtorrent"]),
         .executable(name: "tracker", targets: ["tracker"]),
+        .executable(name: "peer", targets: ["peer"]),
     ],
     traits: [
         .trait(name: "GnuTLS", description: "Adds the GnuTLS backend (needs libgnutls28-dev), chosen at run time."),
@@ -33,6 +34,7 @@ let package = Package(
             providers: [.apt(["libgnutls28-dev"])]
         ),
         .target(name: "FileIO"),
+        .target(name: "Console"),
         .target(
             name: "PKI",
             dependencies: [
@@ -97,9 +99,20 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "peer",
+            dependencies: [
+                "Peer", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
             name: "mtorrent",
             dependencies: [
-                "MTorrentFormat", "PKI", "Pieces", "FileIO",
+                "MTorrentFormat", "PKI", "Pieces", "FileIO", "Console",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Console
 import FileIO
 import Foundation
 import MTorrentFormat
@@ -41,10 +42,10 @@ extension MTorrentTool {
                 throw ValidationError("\(destination) already exists; remove it or choose another with --output.")
             }
             let total = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? UInt64 ?? 0
-            let progress = ProgressLine.make(label: "hashing \(file)", total: total)
+            let progress = ProgressLine.make(label: "hashing \(file)")
             let started = Date()
             var report: (@Sendable (UInt64) -> Void)?
-            if let progress { report = { progress.update(done: $0) } }
+            if let progress { report = { progress.update(done: $0, total: total) } }
             let torrent = try MTorrent.create(
                 fileAt: file, trackers: trackers.compactMap { TrackerAddress($0) }, identity: identity, trust: trust,
                 pieceSize: pieceSize, progress: report

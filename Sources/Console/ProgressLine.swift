@@ -1,25 +1,24 @@
 import Foundation
 import Synchronization
 
-/// A one-line progress display on a terminal's standard error: percentage, bytes and rate,
+/// A one-line progress display on a terminal's standard error: percentage, bytes, rate and ETA,
 /// redrawn at most five times a second. Absent when standard error is not a terminal.
-final class ProgressLine: Sendable {
+public final class ProgressLine: Sendable {
     private let label: String
-    private let total: UInt64
     private let started = Date()
     private let lastDraw = Mutex(Date.distantPast)
 
     /// `nil` when standard error is not a terminal, so scripts and logs stay clean.
-    static func make(label: String, total: UInt64) -> ProgressLine? {
-        isatty(STDERR_FILENO) == 1 ? ProgressLine(label: label, total: total) : nil
+    public static func make(label: String) -> ProgressLine? {
+        isatty(STDERR_FILENO) == 1 ? ProgressLine(label: label) : nil
     }
 
-    private init(label: String, total: UInt64) {
+    private init(label: String) {
         self.label = label
-        self.total = total
     }
 
-    func update(done: UInt64) {
+    /// Shows that `done` of `total` bytes are through.
+    public func update(done: UInt64, total: UInt64) {
         let now = Date()
         let draw = lastDraw.withLock { last in
             guard now.timeIntervalSince(last) >= 0.2 || done == total else { return false }
@@ -29,11 +28,15 @@ final class ProgressLine: Sendable {
         guard draw else { return }
         let seconds = max(now.timeIntervalSince(started), 0.001)
         let percent = total == 0 ? 100 : Double(done) * 100 / Double(total)
-        let line = String(format: "\r%@: %5.1f%%  %.0f/%.0f MB  %.0f MB/s", label, percent, Double(done) / 1e6, Double(total) / 1e6, Double(done) / seconds / 1e6)
+        let rate = Double(done) / seconds
+        let eta = rate > 0 ? Double(total - min(done, total)) / rate : 0
+        let line = String(
+            format: "\r%@: %5.1f%%  %.0f/%.0f MB  %.0f MB/s  ETA %.0f s ", label, percent, Double(done) / 1e6, Double(total) / 1e6, rate / 1e6, eta
+        )
         FileHandle.standardError.write(Data(line.utf8))
     }
 
-    func finish() {
+    public func finish() {
         FileHandle.standardError.write(Data("\n".utf8))
     }
 }

@@ -1,0 +1,115 @@
+import NIOCore
+
+/// One frame of the peer wire protocol: `[length: UInt32 big-endian][type: UInt8][payload]`,
+/// where the length counts the type byte and the payload (see docs/PROTOCOL.md).
+public enum PeerFrame: Equatable, Sendable {
+    /// Client → server, first: which file (root hash) the client wants.
+    case hello(file: FileID)
+    /// Which pieces the sender has, one bit per piece, most significant bit first.
+    case bitfield([UInt8])
+    /// Ask for `length` bytes of `piece` starting at `offset`.
+    case request(piece: UInt32, offset: UInt32, length: UInt32)
+    /// Bytes of a piece.
+    case piece(piece: UInt32, offset: UInt32, data: ByteBuffer)
+    /// The sender will not serve: a code and a sentence.
+    case reject(code: String, message: String)
+
+    /// Largest block a request may ask for.
+    public static let maximumBlockLength: UInt32 = 1024 * 1024
+    /// Largest frame accepted (a full block plus its header).
+    public static let maximumFrameLength = Int(maximumBlockLength) + 64
+    /// Largest bitfield accepted (one bit per piece of the largest layout).
+    public static let maximumBitfieldLength = 262_144 / 8
+
+    var type: UInt8 {
+        switch self {
+        case .hello: return 1
+        case .bitfield: return 2
+        case .request: return 3
+        case .piece: return 4
+        case .reject: return 5
+        }
+    }
+
+    /// Appends the encoded frame to `buffer`.
+    public func encode(into buffer: inout ByteBuffer) {
+        let lengthIndex = buffer.writerIndex
+        buffer.writeInteger(UInt32(0))
+        buffer.writeInteger(type)
+        switch self {
+        case .hello(let file):
+            buffer.writeBytes(file.bytes)
+        case .bitfield(let bits):
+            buffer.writeBytes(bits)
+        case .request(let piece, let offset, let length):
+            buffer.writeMultipleIntegers(piece, offset, length)
+        case .piece(let piece, let offset, var data):
+            buffer.writeMultipleIntegers(piece, offset)
+            buffer.writeBuffer(&data)
+        case .reject(let code, let message):
+            let text = Array("\(code) \(message)".utf8.prefix(1024))
+            buffer.writeBytes(text)
+        }
+        buffer.setInteger(UInt32(buffer.writerIndex - lengthIndex - 4), at: lengthIndex)
+    }
+}
+
+/// Splits a byte stream into ``PeerFrame``s. The length prefix is checked against the limit
+/// before any body is awaited, and every payload is checked against its type's exact shape.
+public struct PeerFrameDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = PeerFrame
+
+    public init() {}
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
+        guard length >= 1, Int(length) <= PeerFrame.maximumFrameLength else {
+            throw WireError.frameTooLarge(length: Int(length), limit: PeerFrame.maximumFrameLength)
+        }
+        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 4)
+        var body = buffer.readSlice(length: Int(length))!
+        let type: UInt8 = body.readInteger()!
+        context.fireChannelRead(wrapInboundOut(try Self.frame(type: type, body: &body)))
+        return .continue
+    }
+
+    static func frame(type: UInt8, body: inout ByteBuffer) throws -> PeerFrame {
+        switch type {
+        case 1:
+            guard body.readableBytes == 32, let file = FileID(bytes: body.readBytes(length: 32)!) else { throw WireError.malformed("a HELLO frame must hold a 32-byte root hash") }
+            return .hello(file: file)
+        case 2:
+            guard body.readableBytes <= PeerFrame.maximumBitfieldLength else { throw WireError.malformed("a bitfield longer than any file needs") }
+            return .bitfield(body.readBytes(length: body.readableBytes)!)
+        case 3:
+            guard body.readableBytes == 12, let (piece, offset, length) = body.readMultipleIntegers(as: (UInt32, UInt32, UInt32).self) else {
+                throw WireError.malformed("a REQUEST frame must hold piece, offset and length")
+            }
+            guard length > 0, length <= PeerFrame.maximumBlockLength else { throw WireError.malformed("a request for \(length) bytes") }
+            return .request(piece: piece, offset: offset, length: length)
+        case 4:
+            guard body.readableBytes >= 8, let (piece, offset) = body.readMultipleIntegers(as: (UInt32, UInt32).self) else {
+                throw WireError.malformed("a PIECE frame must hold piece and offset")
+            }
+            return .piece(piece: piece, offset: offset, data: body.readSlice(length: body.readableBytes)!)
+        case 5:
+            let text = String(decoding: body.readBytes(length: body.readableBytes)!, as: UTF8.self)
+            let parts = text.split(separator: " ", maxSplits: 1)
+            return .reject(code: String(parts.first ?? "REJECTED"), message: parts.count > 1 ? String(parts[1]) : "")
+        default:
+            throw WireError.malformed("unknown frame type \(type)")
+        }
+    }
+}
+
+/// Writes ``PeerFrame``s as bytes.
+public final class PeerFrameEncoder: MessageToByteEncoder {
+    public typealias OutboundIn = PeerFrame
+
+    public init() {}
+
+    public func encode(data: PeerFrame, out: inout ByteBuffer) throws {
+        data.encode(into: &out)
+    }
+}

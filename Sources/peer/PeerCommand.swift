@@ -1,0 +1,150 @@
+import ArgumentParser
+import Console
+import Dispatch
+import FileIO
+import Foundation
+import Logging
+import MTorrentFormat
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PKI
+import Peer
+import TLS
+
+@main
+struct PeerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "peer",
+        abstract: "Run a MiniTorrent peer: share, get and remove files, serving them to other peers over mutual TLS.",
+        discussion: """
+            Commands, one per line on standard input:
+              share <file_path> <mtorrent_destination>
+              get <mtorrent_file> <save_location>
+              remove <mtorrent_file>
+              exit
+            Each prints one line: 'SUCCESS: …' or 'FAILURE: CODE message'. Logs go to standard error.
+            At the end of input the peer exits 0 if every command succeeded, 1 otherwise, unless
+            --keep-seeding keeps it serving until SIGINT or SIGTERM.
+            """
+    )
+
+    @Argument(help: "Address to serve other peers on, ip:port (port 0 picks a free port).") var address: String
+    @Argument(help: "The first tracker, host:port.") var tracker1: String
+    @Argument(help: "The second tracker, host:port.") var tracker2: String
+    @Option(help: ArgumentHelp("The PKI folder.", valueName: "dir")) var pki: String?
+    @Option(help: "The peer's certificate name (issued/NAME.crt and .key).") var name: String?
+    @Option(help: ArgumentHelp("Where the share index lives.", valueName: "dir")) var state: String?
+    @Flag(help: "After the commands, keep serving until SIGINT or SIGTERM.") var keepSeeding = false
+    @Option(help: "TLS library: \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).") var tlsBackend: String?
+    @Option(help: ArgumentHelp("A configuration file (key = value).", valueName: "file")) var config: String?
+
+    func run() async throws {
+        guard let listen = TrackerAddress(address, allowingPortZero: true) else { throw ValidationError("'\(address)' is not ip:port") }
+        guard let first = TrackerAddress(tracker1), let second = TrackerAddress(tracker2) else {
+            throw ValidationError("trackers must be given as host:port")
+        }
+        let file = try config.map { try ConfigFile(path: $0, knownKeys: PeerConfiguration.configFileKeys) }
+        let backendName = tlsBackend ?? file?.string("tls-backend") ?? TLSBackend.openssl.rawValue
+        guard let backend = TLSBackend(rawValue: backendName), TLSBackend.available.contains(backend) else {
+            throw ValidationError("TLS backend '\(backendName)' is not in this build; use \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).")
+        }
+        let peerName = name ?? file?.string("name") ?? "peer"
+        var settings = PeerConfiguration(
+            host: listen.host, port: Int(listen.port), trackers: [first, second], pki: PKILayout(folder: pki ?? file?.string("pki") ?? "./pki"),
+            name: peerName, stateFolder: state ?? file?.string("state") ?? "./peer-state-\(peerName)"
+        )
+        settings.tlsBackend = backend
+        if let seconds = try file?.integer("heartbeat", in: 5...3600) { settings.heartbeatInterval = Int64(seconds) }
+        let level = Logger.Level(rawValue: file?.string("log-level") ?? "info") ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "peer")
+        logger[metadataKey: "me"] = "\(peerName)"
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+        let node = try PeerNode(configuration: settings, group: group, threadPool: threadPool, logger: logger)
+        try await node.start()
+        FileHandle.standardError.write(Data("peer '\(peerName)' serving on \(listen.host):\(node.servingPort)\n".utf8))
+        var allSucceeded = true
+        var exitRequested = false
+        while !exitRequested, let line = readLine() {
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            guard let command = words.first else { continue }
+            let outcome: Result<String, CommandFailure>
+            switch (command, words.count) {
+            case ("share", 3):
+                outcome = await Result { () async throws(CommandFailure) in try await node.share(file: words[1], mtorrent: words[2]) }
+            case ("get", 3):
+                let progress = ProgressLine.make(label: "get \(words[1])")
+                var report: (@Sendable (UInt64, UInt64) -> Void)?
+                if let progress { report = { done, total in progress.update(done: done, total: total) } }
+                let reporter = report
+                outcome = await Result { () async throws(CommandFailure) in
+                    try await node.get(mtorrent: words[1], saveTo: words[2], progress: reporter)
+                }
+                progress?.finish()
+            case ("remove", 2):
+                outcome = await Result { () async throws(CommandFailure) in try await node.remove(mtorrent: words[1]) }
+            case ("exit", 1):
+                exitRequested = true
+                outcome = .success("leaving the trackers")
+            default:
+                outcome = .failure(CommandFailure("INVALID_ARGUMENTS", "usage: share <file_path> <mtorrent_destination> | get <mtorrent_file> <save_location> | remove <mtorrent_file> | exit"))
+            }
+            switch outcome {
+            case .success(let message): say("SUCCESS: \(message)")
+            case .failure(let failure):
+                allSucceeded = false
+                say("FAILURE: \(failure.code) \(failure.message)")
+            }
+        }
+        if keepSeeding && !exitRequested {
+            logger.info("keeping on seeding until SIGINT or SIGTERM")
+            await waitForTermination()
+        }
+        await node.stop()
+        try await group.shutdownGracefully()
+        try await threadPool.shutdownGracefully()
+        if !allSucceeded { throw ExitCode(1) }
+    }
+
+    private func waitForTermination() async {
+        let queue = DispatchQueue(label: "signals")
+        for signalNumber in [SIGINT, SIGTERM] { signal(signalNumber, SIG_IGN) }
+        let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let once = NIOLockedValueBox(false)
+            for source in sources {
+                source.setEventHandler {
+                    let first = once.withLockedValue { claimed in
+                        defer { claimed = true }
+                        return !claimed
+                    }
+                    if first { continuation.resume() }
+                }
+                source.resume()
+            }
+        }
+        withExtendedLifetime(sources) {}
+    }
+}
+
+/// One result line on standard output, written at once.
+private func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+extension Result where Failure == CommandFailure {
+    init(_ body: () async throws(CommandFailure) -> Success) async {
+        do {
+            self = .success(try await body())
+        } catch {
+            self = .failure(error)
+        }
+    }
+}
