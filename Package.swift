@@ -163,7 +163,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "mtca", "mtorrent", "tracker", "PKITesting", "Peer", "Wire", "TLS", "PKI", "MTorrentFormat",
+                "mtca", "mtorrent", "tracker", "peer", "PKITesting", "Peer", "Wire", "TLS", "PKI", "MTorrentFormat",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),

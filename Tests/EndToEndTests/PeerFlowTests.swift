@@ -1,0 +1,152 @@
+import Foundation
+import MTorrentFormat
+import NIOPosix
+import PKI
+import PKITesting
+import Peer
+import TLS
+import Testing
+import Wire
+
+/// The original Mini Torrent flows through the real `tracker` and `peer` binaries on 127.0.0.1.
+@Suite(.serialized) struct PeerFlowTests {
+    private let ca: TestAuthority
+    private var folder: String { ca.folder.path }
+
+    init() throws {
+        ca = try TestAuthority()
+        for tracker in ["tracker1", "tracker2"] {
+            try ca.identity(.tracker(name: tracker, dnsNames: [], ipAddresses: ["127.0.0.1"], days: 30))
+        }
+        for peer in ["alice", "bob", "carol"] { try ca.peer(peer, groups: peer == "carol" ? ["ops"] : ["lab"]) }
+        try Data((0..<3_000_000).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }).write(to: URL(fileURLWithPath: ca.folder.file("data.bin")))
+    }
+
+    private func tracker(_ name: String, acl: String? = nil) throws -> TrackerProcess {
+        var arguments = ["--pki", ca.layout.folder, "--name", name, "--data", ca.folder.file("\(name)-data")]
+        if let acl {
+            try acl.write(toFile: ca.folder.file("acl"), atomically: true, encoding: .utf8)
+            arguments += ["--acl", ca.folder.file("acl")]
+        }
+        return try TrackerProcess(folder: folder, arguments: arguments)
+    }
+
+    private func peer(_ name: String, _ trackers: [String], pki: String? = nil) throws -> PeerProcess {
+        try PeerProcess(folder: folder, name: name, trackers: trackers, pki: pki ?? ca.layout.folder)
+    }
+
+    @Test func shareGetAndRemoveMoveAVerifiedCopy() throws {
+        let t1 = try tracker("tracker1")
+        let t2 = try tracker("tracker2")
+        let trackers = [t1.address.description, t2.address.description]
+        let alice = try peer("alice", trackers)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS: shared data.bin"))
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("FAILURE: ALREADY_EXISTS"))
+        #expect(try alice.run("share missing.bin other.mtorrent").hasPrefix("FAILURE: FILE_NOT_FOUND"))
+        let bob = try peer("bob", trackers)
+        #expect(try bob.run("get data.mtorrent copy.bin").hasPrefix("SUCCESS: downloaded data.bin to copy.bin"))
+        #expect(FileManager.default.contentsEqual(atPath: ca.folder.file("data.bin"), andPath: ca.folder.file("copy.bin")))
+        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("copy.bin.part")))
+        #expect(try bob.run("get data.mtorrent copy.bin").hasPrefix("FAILURE: ALREADY_EXISTS"))
+        #expect(try bob.run("get nothing.mtorrent x.bin").hasPrefix("FAILURE: MTORRENT_FILE_NOT_FOUND"))
+        #expect(try bob.run("fetch everything").hasPrefix("FAILURE: INVALID_ARGUMENTS"))
+        #expect(bob.finish() == 1)
+        #expect(try alice.run("remove data.mtorrent").hasPrefix("SUCCESS:"))
+        #expect(FileManager.default.fileExists(atPath: ca.folder.file("data.bin")))
+        let carol = try peer("carol", trackers)
+        #expect(try carol.run("get data.mtorrent carol.bin").hasPrefix("FAILURE: NO_SEEDERS"))
+        #expect(try carol.run("exit") == "SUCCESS: leaving the trackers")
+        #expect(carol.finish() == 1)
+        #expect(try alice.run("exit") == "SUCCESS: leaving the trackers")
+        // Two of alice's commands failed (ALREADY_EXISTS, FILE_NOT_FOUND).
+        #expect(alice.finish() == 1)
+    }
+
+    @Test func aTamperedMTorrentIsRefusedBeforeAnyConnection() throws {
+        let alice = try peer("alice", ["127.0.0.1:1", "127.0.0.1:2"])
+        _ = try alice.run("share data.bin data.mtorrent")
+        var text = try String(contentsOfFile: ca.folder.file("data.mtorrent"), encoding: .utf8)
+        text = text.replacingOccurrences(of: "name data.bin", with: "name data.bim")
+        try text.write(toFile: ca.folder.file("tampered.mtorrent"), atomically: true, encoding: .utf8)
+        // The trackers do not exist: asking them would fail with TRACKERS_UNREACHABLE instead.
+        #expect(try alice.run("get tampered.mtorrent out.bin").hasPrefix("FAILURE: SIGNATURE_INVALID"))
+        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("out.bin.part")))
+    }
+
+    @Test func eitherTrackerAloneIsEnoughAndNeitherIsAClearError() throws {
+        let t2 = try tracker("tracker2")
+        let trackers = ["127.0.0.1:1", t2.address.description]
+        let alice = try peer("alice", trackers)
+        let shared = try alice.run("share data.bin data.mtorrent")
+        #expect(shared.hasPrefix("SUCCESS:") && shared.contains("not at 127.0.0.1:1"))
+        let bob = try peer("bob", trackers)
+        #expect(try bob.run("get data.mtorrent copy.bin").hasPrefix("SUCCESS:"))
+        t2.stop()
+        #expect(try bob.run("get data.mtorrent copy2.bin").hasPrefix("FAILURE: TRACKERS_UNREACHABLE"))
+    }
+
+    @Test func theACLDeniesAndOnlyTheOwnerMayWithdraw() throws {
+        let t1 = try tracker("tracker1", acl: "allow share,get,remove group lab\n")
+        let trackers = [t1.address.description, "127.0.0.1:1"]
+        let alice = try peer("alice", trackers)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let carol = try peer("carol", trackers)
+        #expect(try carol.run("get data.mtorrent c.bin").hasPrefix("FAILURE: ACCESS_DENIED"))
+        let bob = try peer("bob", trackers)
+        #expect(try bob.run("remove data.mtorrent").hasPrefix("FAILURE: ACCESS_DENIED"))
+        #expect(try bob.run("get data.mtorrent b.bin").hasPrefix("SUCCESS:"))
+    }
+
+    @Test func aPeerOfAnotherCAIsRefusedByTrackerAndPeers() async throws {
+        let t1 = try tracker("tracker1")
+        let trackers = [t1.address.description, "127.0.0.1:1"]
+        let alice = try peer("alice", trackers)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let other = try TestAuthority()
+        try other.peer("mallory")
+        let mallory = try peer("mallory", trackers, pki: other.layout.folder)
+        #expect(try mallory.run("share data.bin m.mtorrent").hasPrefix("FAILURE: TRACKERS_UNREACHABLE"))
+        // Straight to alice's serving port with mallory's certificate: the handshake is refused.
+        let identity = try SigningIdentity.load(named: "mallory", from: other.layout)
+        let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: identity, trust: TrustSource(try other.trust()), peerRole: .peer))
+        let address = try #require(TrackerAddress(alice.servingAddress))
+        let client = TrackerClient(address: address, tls: tls, group: MultiThreadedEventLoopGroup.singleton)
+        await #expect(throws: TrackerUnreachable.self) { try await client.send(.heartbeat(port: 1)) }
+    }
+
+    @Test func aRevokedPeerIsRefusedAfterTheTrackerReloads() throws {
+        let t1 = try tracker("tracker1")
+        let trackers = [t1.address.description, "127.0.0.1:1"]
+        let alice = try peer("alice", trackers)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        // bob's machine still holds the CRL from before the revocation.
+        let bobPKI = ca.folder.file("bob-pki")
+        try FileManager.default.createDirectory(atPath: "\(bobPKI)/issued", withIntermediateDirectories: true)
+        for file in ["ca.crt", "crl.pem", "issued/bob.crt", "issued/bob.key"] {
+            try FileManager.default.copyItem(atPath: "\(ca.layout.folder)/\(file)", toPath: "\(bobPKI)/\(file)")
+        }
+        try ca.authority.revoke(name: "bob", reason: .keyCompromise)
+        t1.signal(SIGHUP)
+        usleep(500_000)
+        let bob = try peer("bob", trackers, pki: bobPKI)
+        #expect(try bob.run("get data.mtorrent b.bin").hasPrefix("FAILURE: TRACKERS_UNREACHABLE"))
+        // With the new CRL, bob's own peer refuses to start at all.
+        let refused = try peer("bob", trackers)
+        #expect(refused.finish() != 0)
+    }
+
+    @Test func aSeederStopsServingAFileThatChangedOnDisk() throws {
+        let t1 = try tracker("tracker1")
+        let trackers = [t1.address.description, "127.0.0.1:1"]
+        let alice = try peer("alice", trackers)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: ca.folder.file("data.bin")))
+        try handle.seek(toOffset: 1000)
+        handle.write(Data([0xde, 0xad]))
+        try handle.close()
+        let bob = try peer("bob", trackers)
+        #expect(try bob.run("get data.mtorrent b.bin").hasPrefix("FAILURE: DOWNLOAD_FAILED"))
+        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("b.bin")))
+        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("b.bin.part")))
+    }
+}

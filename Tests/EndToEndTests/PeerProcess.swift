@@ -1,0 +1,76 @@
+import Foundation
+
+/// A `peer` process from the built binary, driven line by line through its standard input.
+final class PeerProcess {
+    let process = Process()
+    private let input = Pipe()
+    private let output = Pipe()
+    private let errors = Pipe()
+    private var buffered = Data()
+    /// The address it serves other peers on, from its start-up line.
+    private(set) var servingAddress = ""
+
+    init(folder: String, name: String, trackers: [String], pki: String, extra: [String] = []) throws {
+        process.executableURL = Command.productsFolder.appendingPathComponent("peer")
+        process.arguments = ["127.0.0.1:0"] + trackers + ["--pki", pki, "--name", name, "--state", "\(folder)/state-\(name)"] + extra
+        process.currentDirectoryURL = URL(fileURLWithPath: folder)
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        var log = Data()
+        let deadline = Date() + 20
+        while Date() < deadline {
+            let chunk = errors.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            log.append(chunk)
+            let text = String(decoding: log, as: UTF8.self)
+            if let range = text.range(of: "serving on ") {
+                servingAddress = String(text[range.upperBound...].prefix { $0 != "\n" })
+                break
+            }
+        }
+        // Keep draining the log so the peer never blocks on a full pipe.
+        errors.fileHandleForReading.readabilityHandler = { handle in _ = handle.availableData }
+    }
+
+    /// Sends one command and returns the one result line it prints ("EOF" if the peer has exited).
+    func run(_ command: String, timeout: TimeInterval = 60) throws -> String {
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            try input.fileHandleForWriting.write(contentsOf: Data((command + "\n").utf8))
+        } catch {
+            return "EOF"
+        }
+        let deadline = Date() + timeout
+        while Date() < deadline {
+            if let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffered[..<newline], as: UTF8.self)
+                buffered.removeSubrange(...newline)
+                return line
+            }
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { return "EOF" }
+            buffered.append(chunk)
+        }
+        return "TIMEOUT"
+    }
+
+    /// Closes standard input and waits for the exit status.
+    func finish() -> Int32 {
+        try? input.fileHandleForWriting.close()
+        let deadline = Date() + 20
+        while process.isRunning, Date() < deadline { usleep(20_000) }
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+        errors.fileHandleForReading.readabilityHandler = nil
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+}
