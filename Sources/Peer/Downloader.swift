@@ -74,20 +74,26 @@ final class Downloader: @unchecked Sendable {
         let host = address.host.hasPrefix("[") ? String(address.host.dropFirst().dropLast()) : address.host
         let identityPromise = group.next().makePromise(of: VerifiedIdentity.self)
         let tls = self.tls
-        let channel = try await ClientBootstrap(group: group)
-            .connectTimeout(.seconds(5))
-            .connect(host: host, port: Int(address.port)) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        TLSHandler(context: tls, side: .client(dialedHost: host)),
-                        IdleStateHandler(readTimeout: .seconds(30)),
-                        IdentityCapture(promise: identityPromise),
-                        ByteToMessageHandler(PeerFrameDecoder()),
-                        MessageToByteHandler(PeerFrameEncoder()),
-                    ])
-                    return try NIOAsyncChannel<PeerFrame, PeerFrame>(wrappingChannelSynchronously: channel)
+        let channel: NIOAsyncChannel<PeerFrame, PeerFrame>
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .connectTimeout(.seconds(5))
+                .connect(host: host, port: Int(address.port)) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers([
+                            TLSHandler(context: tls, side: .client(dialedHost: host)),
+                            IdleStateHandler(readTimeout: .seconds(30)),
+                            IdentityCapture(promise: identityPromise),
+                            ByteToMessageHandler(PeerFrameDecoder()),
+                            MessageToByteHandler(PeerFrameEncoder()),
+                        ])
+                        return try NIOAsyncChannel<PeerFrame, PeerFrame>(wrappingChannelSynchronously: channel)
+                    }
                 }
-            }
+        } catch {
+            identityPromise.fail(error)
+            throw error
+        }
         let identity = try await identityPromise.futureResult.get()
         guard identity.fingerprint == holder.fingerprint, identity.name == holder.name else {
             try? await channel.channel.close()

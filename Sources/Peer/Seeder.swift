@@ -123,8 +123,9 @@ final class SeedSession: ChannelInboundHandler {
         else { return refuse("BAD_REQUEST", "piece \(piece) offset \(offset) length \(length) is outside the file", context: context) }
         let allocator = context.channel.allocator
         let threadPool = self.threadPool
-        let readBlock = { () -> EventLoopFuture<ByteBuffer> in
-            threadPool.runIfActive(eventLoop: context.eventLoop) { () throws -> ByteBuffer in
+        let eventLoop = context.eventLoop
+        let readBlock: @Sendable () -> EventLoopFuture<ByteBuffer> = {
+            threadPool.runIfActive(eventLoop: eventLoop) { () throws -> ByteBuffer in
                 guard FileStamp(fd: fd)?.matches(entry) == true else { throw FileChanged() }
                 var buffer = allocator.buffer(capacity: Int(length))
                 try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Int(length)) { space in
@@ -149,7 +150,8 @@ final class SeedSession: ChannelInboundHandler {
     }
 
     private func refuse(_ code: String, _ message: String, context: ChannelHandlerContext) {
-        context.writeAndFlush(wrapOutboundOut(.reject(code: code, message: message))).whenComplete { _ in context.close(promise: nil) }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.reject(code: code, message: message))).whenComplete { _ in channel.close(promise: nil) }
     }
 }
 

@@ -19,7 +19,6 @@ public final class TrackerClient: @unchecked Sendable {
     private let tls: TLSContext
     private let group: EventLoopGroup
     private var channel: Channel?
-    private var collector: ResponseCollector?
 
     public init(address: TrackerAddress, tls: TLSContext, group: EventLoopGroup) {
         self.address = address
@@ -30,13 +29,18 @@ public final class TrackerClient: @unchecked Sendable {
     /// Sends one request and waits for its answer.
     public func send(_ request: TrackerRequest) async throws -> TrackerResponse {
         do {
-            let (channel, collector) = try await connection()
-            let answer = channel.eventLoop.makePromise(of: TrackerResponse.self)
-            try await channel.eventLoop.submit {
-                collector.expect(answer)
+            let channel = try await connection()
+            return try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<TrackerResponse> in
+                let answer = channel.eventLoop.makePromise(of: TrackerResponse.self)
+                do {
+                    try channel.pipeline.syncOperations.handler(type: ResponseCollector.self).expect(answer)
+                } catch {
+                    answer.fail(WireError.closed)
+                    return answer.futureResult
+                }
                 channel.writeAndFlush(channel.allocator.buffer(string: request.line + "\n"), promise: nil)
+                return answer.futureResult
             }.get()
-            return try await answer.futureResult.get()
         } catch {
             close()
             throw TrackerUnreachable(tracker: address, reason: "\(error)")
@@ -47,11 +51,10 @@ public final class TrackerClient: @unchecked Sendable {
     public func close() {
         channel?.close(promise: nil)
         channel = nil
-        collector = nil
     }
 
-    private func connection() async throws -> (Channel, ResponseCollector) {
-        if let channel, let collector, channel.isActive { return (channel, collector) }
+    private func connection() async throws -> Channel {
+        if let channel, channel.isActive { return channel }
         let host = address.host.hasPrefix("[") ? String(address.host.dropFirst().dropLast()) : address.host
         let tls = self.tls
         let channel = try await ClientBootstrap(group: group)
@@ -66,10 +69,8 @@ public final class TrackerClient: @unchecked Sendable {
                 }
             }
             .connect(host: host, port: Int(address.port)).get()
-        let collector = try await channel.pipeline.handler(type: ResponseCollector.self).get()
         self.channel = channel
-        self.collector = collector
-        return (channel, collector)
+        return channel
     }
 }
 

@@ -179,7 +179,14 @@ extension Result {
     func anEndWithoutCloseNotifyIsReported(backend: TLSBackend) throws {
         try withConnection(backend: backend) { server, client, _ in
             // Close the socket underneath TLS, as a network attacker cutting the stream would.
-            try client.pipeline.handler(type: TLSHandler.self).flatMap { client.pipeline.removeHandler($0) }.wait()
+            try client.eventLoop.flatSubmit {
+                let pipeline = client.pipeline.syncOperations
+                do {
+                    return pipeline.removeHandler(try pipeline.handler(type: TLSHandler.self))
+                } catch {
+                    return client.eventLoop.makeFailedFuture(error)
+                }
+            }.wait()
             try client.close().wait()
             let error = try #require(try server.closedError(0) as? TLSError)
             #expect(error.code == .uncleanShutdown)
