@@ -1,5 +1,6 @@
 import FileIO
 import Foundation
+import Peer
 import Tracker
 import Testing
 
@@ -12,6 +13,12 @@ import Testing
         let file = try ConfigFile(path: "\(config)/tracker.conf.example", knownKeys: TrackerConfiguration.configFileKeys)
         #expect(file.string("name") == "tracker1")
         #expect(try file.integer("ttl", in: 5...86400) == 300)
+    }
+
+    @Test func thePeerConfigExampleIsAccepted() throws {
+        let file = try ConfigFile(path: "\(config)/peer.conf.example", knownKeys: PeerConfiguration.configFileKeys)
+        #expect(file.string("name") == "alice")
+        #expect(try file.integer("heartbeat", in: 5...3600) == 60)
     }
 
     @Test func theACLExampleIsAccepted() throws {
