@@ -125,6 +125,16 @@ let package = Package(
             ],
             path: "Benchmarks/TLSBenchmark"
         ),
+        .executableTarget(
+            name: "TrackerBenchmark",
+            dependencies: [
+                "Tracker", "Peer", "Wire", "TLS", "PKI", "PKITesting", "MTorrentFormat",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/TrackerBenchmark"
+        ),
         .target(name: "PKITesting", dependencies: ["PKI", "FileIO"], path: "Tests/PKITesting"),
         .testTarget(
             name: "PKITests",

@@ -151,8 +151,9 @@ public final class TrackerServer: Sendable {
         connections.withLock { $0[ObjectIdentifier(channel)] = (channel, identity) }
     }
 
-    fileprivate func log(_ level: Logger.Level, _ message: Logger.Message, identity: VerifiedIdentity?, _ metadata: Logger.Metadata = [:]) {
-        var all = metadata
+    fileprivate func log(_ level: Logger.Level, _ message: Logger.Message, identity: VerifiedIdentity?, _ metadata: @autoclosure () -> Logger.Metadata = [:]) {
+        guard logger.logLevel <= level else { return }
+        var all = metadata()
         if let identity {
             all["peer"] = "\(identity.name)"
             all["fingerprint"] = "\(identity.fingerprint.prefix(16))"
