@@ -26,16 +26,24 @@ final class Downloader: @unchecked Sendable {
     private let torrent: MTorrent
     private let tls: TLSContext
     private let group: EventLoopGroup
+    private let threadPool: NIOThreadPool
     private let logger: Logger
     private let progress: (@Sendable (UInt64, UInt64) -> Void)?
 
     /// Outstanding block requests per connection, so the pipe never drains.
     static let pipelineDepth = 8
 
-    init(torrent: MTorrent, tls: TLSContext, group: EventLoopGroup, logger: Logger, progress: (@Sendable (UInt64, UInt64) -> Void)?) {
+    /// Pieces being hashed and written (on the thread pool) while more arrive.
+    static let piecesInProcessing = 4
+
+    init(
+        torrent: MTorrent, tls: TLSContext, group: EventLoopGroup, threadPool: NIOThreadPool, logger: Logger,
+        progress: (@Sendable (UInt64, UInt64) -> Void)?
+    ) {
         self.torrent = torrent
         self.tls = tls
         self.group = group
+        self.threadPool = threadPool
         self.logger = logger
         self.progress = progress
     }
@@ -120,7 +128,14 @@ final class Downloader: @unchecked Sendable {
             }
             var nextToSend = 0
             var nextToReceive = 0
-            var assembling: [UInt8] = []
+            var assembling = ByteBuffer()
+            var processing: [(piece: Int, result: EventLoopFuture<Void>)] = []
+            func settle(_ item: (piece: Int, result: EventLoopFuture<Void>)) async throws {
+                try await item.result.get()
+                missing.remove(item.piece)
+                done += UInt64(layout.length(ofPiece: item.piece))
+                progress?(done, layout.fileSize)
+            }
             while nextToReceive < blocks.count {
                 while nextToSend < blocks.count, nextToSend - nextToReceive < Self.pipelineDepth {
                     let block = blocks[nextToSend]
@@ -129,24 +144,37 @@ final class Downloader: @unchecked Sendable {
                 }
                 guard let frame = try await frames.next() else { throw WireError.closed }
                 let expected = blocks[nextToReceive]
-                guard case .piece(let piece, let offset, let data) = frame, Int(piece) == expected.piece, Int(offset) == expected.offset,
+                guard case .piece(let piece, let offset, var data) = frame, Int(piece) == expected.piece, Int(offset) == expected.offset,
                       data.readableBytes == expected.length
                 else {
                     if case .reject(let code, let message) = frame { throw CommandFailure(code, message) }
                     throw BadPiece(piece: expected.piece, reason: "sent something other than the block asked for")
                 }
-                assembling += data.readableBytesView
                 nextToReceive += 1
-                guard assembling.count == layout.length(ofPiece: expected.piece) else { continue }
-                guard SHA256Digest.hash(assembling) == hashes[expected.piece] else {
-                    throw BadPiece(piece: expected.piece, reason: "sent a piece that fails its signed hash")
+                let pieceLength = layout.length(ofPiece: expected.piece)
+                let whole: ByteBuffer
+                if expected.offset == 0, expected.length == pieceLength {
+                    whole = data
+                } else {
+                    assembling.writeBuffer(&data)
+                    guard assembling.readableBytes == pieceLength else { continue }
+                    whole = assembling
+                    assembling = ByteBuffer()
                 }
-                try part.write(assembling, at: layout.offset(ofPiece: expected.piece))
-                missing.remove(expected.piece)
-                done += UInt64(assembling.count)
-                progress?(done, layout.fileSize)
-                assembling.removeAll(keepingCapacity: true)
+                // Hash and write on the thread pool while the next blocks arrive.
+                let index = expected.piece
+                let expectedHash = hashes[index]
+                let offsetInFile = layout.offset(ofPiece: index)
+                let result = threadPool.runIfActive(eventLoop: group.next()) { () throws in
+                    let digest = SHA256Digest()
+                    whole.withUnsafeReadableBytes { digest.update($0) }
+                    guard digest.finish() == expectedHash else { throw BadPiece(piece: index, reason: "sent a piece that fails its signed hash") }
+                    try whole.withUnsafeReadableBytes { bytes throws(CommandFailure) in try part.write(bytes, at: offsetInFile) }
+                }
+                processing.append((index, result))
+                if processing.count >= Self.piecesInProcessing { try await settle(processing.removeFirst()) }
             }
+            for item in processing { try await settle(item) }
         }
     }
 }

@@ -16,7 +16,7 @@ public struct CommandFailure: Error, CustomStringConvertible, Equatable {
 
 /// Where a download lands: only verified pieces are written, into `<save>.part`; the save path
 /// appears only when the whole file is there, synced, and never over an existing file.
-final class PartFile {
+final class PartFile: @unchecked Sendable {
     let savePath: String
     let partPath: String
     private let fd: Int32
@@ -38,9 +38,19 @@ final class PartFile {
         guard fd >= 0 else {
             throw CommandFailure("INVALID_ARGUMENTS", "cannot write \(partPath): \(String(cString: strerror(errno)))")
         }
-        guard ftruncate(fd, off_t(size)) == 0 else {
+        // Reserve the space now: a full disk is reported before any transfer, and writes into
+        // reserved blocks are cheaper. File systems without reservation get a sparse file.
+        let reserved = size == 0 ? 0 : posix_fallocate(fd, 0, off_t(size))
+        if reserved == ENOSPC || reserved == EFBIG {
             close(fd)
-            throw CommandFailure("DOWNLOAD_FAILED", "cannot make room for \(size) bytes in \(partPath): \(String(cString: strerror(errno)))")
+            unlink(partPath)
+            throw CommandFailure("DISK_FULL", "not enough free space for \(size) bytes at \(partPath)")
+        }
+        if reserved != 0, ftruncate(fd, off_t(size)) != 0 {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            unlink(partPath)
+            throw CommandFailure("DOWNLOAD_FAILED", "cannot make room for \(size) bytes in \(partPath): \(reason)")
         }
         self.fd = fd
     }
@@ -50,11 +60,11 @@ final class PartFile {
         if !finished { unlink(partPath) }
     }
 
-    /// Writes one verified piece at its place.
-    func write(_ bytes: [UInt8], at offset: UInt64) throws(CommandFailure) {
+    /// Writes one verified piece at its place (safe from several threads at different offsets).
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(CommandFailure) {
         var written = 0
         while written < bytes.count {
-            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + written, $0.count - written, off_t(offset) + off_t(written)) }
+            let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
             if n < 0, errno == EINTR { continue }
             guard n > 0 else { throw CommandFailure("DOWNLOAD_FAILED", "cannot write \(partPath): \(String(cString: strerror(errno)))") }
             written += n

@@ -147,7 +147,7 @@ public final class PeerNode: @unchecked Sendable {
         guard reached > 0 else { throw CommandFailure("TRACKERS_UNREACHABLE", "neither tracker answered (\(trackers.map(\.address.description).joined(separator: ", ")))") }
         if holders.isEmpty, let denied { throw CommandFailure("ACCESS_DENIED", denied) }
         guard !holders.isEmpty else { throw CommandFailure("NO_SEEDERS", "no online peer holds \(torrent.name)") }
-        let downloader = Downloader(torrent: torrent, tls: peerTLS, group: group, logger: logger, progress: progress)
+        let downloader = Downloader(torrent: torrent, tls: peerTLS, group: group, threadPool: threadPool, logger: logger, progress: progress)
         let report = try await downloader.run(holders: holders, into: part)
         try part.finish()
         let rate = report.seconds > 0 ? Double(report.bytes) / report.seconds / 1e6 : 0
