@@ -34,7 +34,7 @@ let package = Package(
             providers: [.apt(["libgnutls28-dev"])]
         ),
         .target(name: "FileIO"),
-        .target(name: "Console"),
+        .target(name: "Console", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(
             name: "PKI",
             dependencies: [
@@ -92,7 +92,7 @@ let package = Package(
         .executableTarget(
             name: "tracker",
             dependencies: [
-                "Tracker", "TLS", "PKI", "FileIO", "MTorrentFormat",
+                "Tracker", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -103,7 +103,6 @@ let package = Package(
             dependencies: [
                 "Peer", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console",
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -22,6 +22,14 @@ public enum TLSBackend: String, Sendable, CaseIterable, CustomStringConvertible 
 
     public var description: String { rawValue }
 
+    /// The backend called `name`, if this build has it; otherwise an error naming the choices.
+    public static func named(_ name: String) throws(TLSError) -> TLSBackend {
+        guard let backend = TLSBackend(rawValue: name), available.contains(backend) else {
+            throw TLSError(.configuration, "TLS backend '\(name)' is not in this build; use \(available.map(\.rawValue).joined(separator: " or "))")
+        }
+        return backend
+    }
+
     /// Prepares `configuration` for this backend.
     public func makeContext(_ configuration: TLSConfiguration) throws(TLSError) -> TLSContext {
         switch self {

@@ -1,11 +1,9 @@
 import ArgumentParser
 import Console
-import Dispatch
 import FileIO
 import Foundation
 import Logging
 import MTorrentFormat
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PKI
@@ -45,10 +43,7 @@ struct PeerCommand: AsyncParsableCommand {
             throw ValidationError("trackers must be given as host:port")
         }
         let file = try config.map { try ConfigFile(path: $0, knownKeys: PeerConfiguration.configFileKeys) }
-        let backendName = tlsBackend ?? file?.string("tls-backend") ?? TLSBackend.openssl.rawValue
-        guard let backend = TLSBackend(rawValue: backendName), TLSBackend.available.contains(backend) else {
-            throw ValidationError("TLS backend '\(backendName)' is not in this build; use \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).")
-        }
+        let backend = try TLSBackend.named(tlsBackend ?? file?.string("tls-backend") ?? TLSBackend.openssl.rawValue)
         let peerName = name ?? file?.string("name") ?? "peer"
         var settings = PeerConfiguration(
             host: listen.host, port: Int(listen.port), trackers: [first, second], pki: PKILayout(folder: pki ?? file?.string("pki") ?? "./pki"),
@@ -56,12 +51,7 @@ struct PeerCommand: AsyncParsableCommand {
         )
         settings.tlsBackend = backend
         if let seconds = try file?.integer("heartbeat", in: 5...3600) { settings.heartbeatInterval = Int64(seconds) }
-        let level = Logger.Level(rawValue: file?.string("log-level") ?? "info") ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        try ProgramSupport.bootstrapLogging(levelName: file?.string("log-level"))
         var logger = Logger(label: "peer")
         logger[metadataKey: "me"] = "\(peerName)"
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
@@ -97,46 +87,21 @@ struct PeerCommand: AsyncParsableCommand {
                 outcome = .failure(CommandFailure("INVALID_ARGUMENTS", "usage: share <file_path> <mtorrent_destination> | get <mtorrent_file> <save_location> | remove <mtorrent_file> | exit"))
             }
             switch outcome {
-            case .success(let message): say("SUCCESS: \(message)")
+            case .success(let message): ProgramSupport.say("SUCCESS: \(message)")
             case .failure(let failure):
                 allSucceeded = false
-                say("FAILURE: \(failure.code) \(failure.message)")
+                ProgramSupport.say("FAILURE: \(failure.code) \(failure.message)")
             }
         }
         if keepSeeding && !exitRequested {
             logger.info("keeping on seeding until SIGINT or SIGTERM")
-            await waitForTermination()
+            await ProgramSupport.waitForTermination()
         }
         await node.stop()
         try await group.shutdownGracefully()
         try await threadPool.shutdownGracefully()
         if !allSucceeded { throw ExitCode(1) }
     }
-
-    private func waitForTermination() async {
-        let queue = DispatchQueue(label: "signals")
-        for signalNumber in [SIGINT, SIGTERM] { signal(signalNumber, SIG_IGN) }
-        let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let once = NIOLockedValueBox(false)
-            for source in sources {
-                source.setEventHandler {
-                    let first = once.withLockedValue { claimed in
-                        defer { claimed = true }
-                        return !claimed
-                    }
-                    if first { continuation.resume() }
-                }
-                source.resume()
-            }
-        }
-        withExtendedLifetime(sources) {}
-    }
-}
-
-/// One result line on standard output, written at once.
-private func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
 extension Result where Failure == CommandFailure {

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Dispatch
+import Console
 import FileIO
 import Foundation
 import Logging
@@ -32,10 +32,7 @@ struct TrackerCommand: AsyncParsableCommand {
             throw ValidationError("'\(address)' is not ip:port")
         }
         let file = try config.map { try ConfigFile(path: $0, knownKeys: TrackerConfiguration.configFileKeys) }
-        let backendName = tlsBackend ?? file?.string("tls-backend") ?? TLSBackend.openssl.rawValue
-        guard let backend = TLSBackend(rawValue: backendName), TLSBackend.available.contains(backend) else {
-            throw ValidationError("TLS backend '\(backendName)' is not in this build; use \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).")
-        }
+        let backend = try TLSBackend.named(tlsBackend ?? file?.string("tls-backend") ?? TLSBackend.openssl.rawValue)
         var settings = TrackerConfiguration(
             host: listen.host, port: Int(listen.port), pki: PKILayout(folder: pki ?? file?.string("pki") ?? "./pki"),
             name: name ?? file?.string("name") ?? "tracker", aclPath: acl ?? file?.string("acl"),
@@ -46,64 +43,22 @@ struct TrackerCommand: AsyncParsableCommand {
         if let value = try file?.integer("max-connections", in: 1...1_000_000) { settings.maximumConnections = value }
         if let value = try file?.integer("idle-timeout", in: 5...86400) { settings.idleTimeout = Int64(value) }
         if let value = try file?.integer("handshake-timeout", in: 1...300) { settings.handshakeTimeout = Int64(value) }
-        let level = Logger.Level(rawValue: file?.string("log-level") ?? "info") ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        try ProgramSupport.bootstrapLogging(levelName: file?.string("log-level"))
         let logger = Logger(label: "tracker")
         let server = try TrackerServer(configuration: settings, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let bound = try server.start(group: group)
-        say("tracker '\(settings.name)' listening on \(TrackerServer.format(bound)); registry \(server.registry.path)")
-        await waitForSignals(server: server, logger: logger)
-        server.stop()
-        try await group.shutdownGracefully()
-        say("tracker stopped")
-    }
-
-    /// Reloads on SIGHUP; returns on SIGINT or SIGTERM.
-    private func waitForSignals(server: TrackerServer, logger: Logger) async {
-        let queue = DispatchQueue(label: "signals")
-        for signalNumber in [SIGHUP, SIGINT, SIGTERM] { signal(signalNumber, SIG_IGN) }
-        let sources = [SIGHUP, SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
-        sources[0].setEventHandler {
+        ProgramSupport.say("tracker '\(settings.name)' listening on \(TrackerServer.format(bound)); registry \(server.registry.path)")
+        await ProgramSupport.waitForTermination {
             do {
                 try server.reload()
             } catch {
                 logger.error("reload failed; the previous CA, CRL and ACL stay in force", metadata: ["error": "\(error)"])
             }
         }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let once = OnceFlag()
-            for source in sources.dropFirst() {
-                source.setEventHandler {
-                    guard once.claim() else { return }
-                    logger.info("stopping")
-                    continuation.resume()
-                }
-            }
-            for source in sources { source.resume() }
-        }
-        withExtendedLifetime(sources) {}
-    }
-}
-
-/// Writes a line to standard output at once: scripts read the listening line to learn the port.
-private func say(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
-}
-
-/// True exactly once.
-final class OnceFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var claimed = false
-
-    func claim() -> Bool {
-        lock.withLock {
-            defer { claimed = true }
-            return !claimed
-        }
+        logger.info("stopping")
+        server.stop()
+        try await group.shutdownGracefully()
+        ProgramSupport.say("tracker stopped")
     }
 }
