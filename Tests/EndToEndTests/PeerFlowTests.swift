@@ -62,6 +62,20 @@ import Wire
         #expect(alice.finish() == 1)
     }
 
+    @Test func seedingResumesAfterARestartFromTheShareIndex() throws {
+        let t1 = try tracker("tracker1")
+        let trackers = [t1.address.description, "127.0.0.1:1"]
+        let first = try peer("alice", trackers)
+        #expect(try first.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        #expect(first.finish() == 0)
+        // The same peer starts again with no command: it serves and re-announces what it shared.
+        let again = try peer("alice", trackers)
+        let bob = try peer("bob", trackers)
+        #expect(try bob.run("get data.mtorrent copy.bin").hasPrefix("SUCCESS:"))
+        #expect(FileManager.default.contentsEqual(atPath: ca.folder.file("data.bin"), andPath: ca.folder.file("copy.bin")))
+        _ = again.finish()
+    }
+
     @Test func aTamperedMTorrentIsRefusedBeforeAnyConnection() throws {
         let alice = try peer("alice", ["127.0.0.1:1", "127.0.0.1:2"])
         _ = try alice.run("share data.bin data.mtorrent")
