@@ -149,6 +149,27 @@ import Wire
         #expect(refused.finish() != 0)
     }
 
+    @Test func aCorruptPieceIsNeverWrittenAndItsSenderIsBanned() throws {
+        let t1 = try tracker("tracker1")
+        let trackers = [t1.address.description, "127.0.0.1:1"]
+        let alice = try peer("alice", trackers)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        // Corrupt alice's copy but keep its size and timestamps, so her seeder serves bad bytes.
+        let path = ca.folder.file("data.bin")
+        var info = stat()
+        #expect(stat(path, &info) == 0)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.seek(toOffset: 1000)
+        handle.write(Data([0xde, 0xad]))
+        try handle.close()
+        var times = [info.st_atim, info.st_mtim]
+        #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+        let bob = try peer("bob", trackers)
+        #expect(try bob.run("get data.mtorrent b.bin").hasPrefix("FAILURE: DOWNLOAD_FAILED"))
+        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("b.bin")))
+        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("b.bin.part")))
+    }
+
     @Test func aSeederStopsServingAFileThatChangedOnDisk() throws {
         let t1 = try tracker("tracker1")
         let trackers = [t1.address.description, "127.0.0.1:1"]
