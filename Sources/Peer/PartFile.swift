@@ -71,6 +71,14 @@ final class PartFile: @unchecked Sendable {
         }
     }
 
+    /// Gives up on the download: the `.part` file is removed at once (pieces still being written
+    /// land in the removed file, which nothing can see).
+    func abandon() {
+        guard !finished else { return }
+        finished = true
+        unlink(partPath)
+    }
+
     /// Syncs the data and gives it its final name, refusing to replace anything there.
     func finish() throws(CommandFailure) {
         guard fsync(fd) == 0 else { throw CommandFailure("DOWNLOAD_FAILED", "cannot sync \(partPath): \(String(cString: strerror(errno)))") }

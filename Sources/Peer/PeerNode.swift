@@ -148,8 +148,14 @@ public final class PeerNode: @unchecked Sendable {
         if holders.isEmpty, let denied { throw CommandFailure("ACCESS_DENIED", denied) }
         guard !holders.isEmpty else { throw CommandFailure("NO_SEEDERS", "no online peer holds \(torrent.name)") }
         let downloader = Downloader(torrent: torrent, tls: peerTLS, group: group, threadPool: threadPool, logger: logger, progress: progress)
-        let report = try await downloader.run(holders: holders, into: part)
-        try part.finish()
+        let report: DownloadReport
+        do {
+            report = try await downloader.run(holders: holders, into: part)
+            try part.finish()
+        } catch {
+            part.abandon()
+            throw error
+        }
         let rate = report.seconds > 0 ? Double(report.bytes) / report.seconds / 1e6 : 0
         var summary = "downloaded \(torrent.name) to \(savePath): \(report.bytes) bytes, \(report.verifiedPieces) pieces verified against the signature of '\(signer.name)'"
         summary += String(format: ", %.1f MB/s from %@", rate, report.sources.joined(separator: ", "))
