@@ -161,6 +161,10 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "WireTests",
+            dependencies: ["Wire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
+        .testTarget(
             name: "TrackerTests",
             dependencies: [
                 "Tracker", "Peer", "Wire", "TLS", "PKI", "PKITesting", "MTorrentFormat",

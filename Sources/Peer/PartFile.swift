@@ -1,5 +1,6 @@
 import FileIO
 import Foundation
+import Pieces
 
 /// A command that failed, with the code the shell prints (`FAILURE: CODE message`).
 public struct CommandFailure: Error, CustomStringConvertible, Equatable {
@@ -16,14 +17,22 @@ public struct CommandFailure: Error, CustomStringConvertible, Equatable {
 
 /// Where a download lands: only verified pieces are written, into `<save>.part`; the save path
 /// appears only when the whole file is there, synced, and never over an existing file.
+///
+/// A `.part` left by an interrupted download is kept and resumed: every piece in it is hashed
+/// again and only those matching their signed hash count as held. One download at a time may
+/// write a `.part` (an exclusive lock held while it is open).
 final class PartFile: @unchecked Sendable {
     let savePath: String
     let partPath: String
+    let layout: PieceLayout
+    /// The pieces found intact in a `.part` from an earlier attempt.
+    let resumed: Bitfield
     private let fd: Int32
     private var finished = false
 
-    init(savePath: String, size: UInt64) throws(CommandFailure) {
+    init(savePath: String, layout: PieceLayout, pieceHashes: [[UInt8]]) throws(CommandFailure) {
         self.savePath = savePath
+        self.layout = layout
         partPath = savePath + ".part"
         let folder = (savePath as NSString).deletingLastPathComponent.isEmpty ? "." : (savePath as NSString).deletingLastPathComponent
         var info = stat()
@@ -33,31 +42,52 @@ final class PartFile: @unchecked Sendable {
         guard lstat(savePath, &info) != 0 else {
             throw CommandFailure("ALREADY_EXISTS", "\(savePath) already exists; choose another save location")
         }
-        // A previous attempt's .part is ours to replace: only verified pieces were ever in it.
-        let fd = open(partPath, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        let fd = open(partPath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             throw CommandFailure("INVALID_ARGUMENTS", "cannot write \(partPath): \(String(cString: strerror(errno)))")
         }
-        // Reserve the space now: a full disk is reported before any transfer, and writes into
-        // reserved blocks are cheaper. File systems without reservation get a sparse file.
-        let reserved = size == 0 ? 0 : posix_fallocate(fd, 0, off_t(size))
-        if reserved == ENOSPC || reserved == EFBIG {
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
-            unlink(partPath)
-            throw CommandFailure("DISK_FULL", "not enough free space for \(size) bytes at \(partPath)")
+            throw CommandFailure("INVALID_ARGUMENTS", "\(partPath) exists and is not a regular file")
         }
-        if reserved != 0, ftruncate(fd, off_t(size)) != 0 {
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw CommandFailure("ALREADY_RUNNING", "another download is writing \(partPath)")
+        }
+        let earlier = info.st_size > 0
+        if earlier, UInt64(info.st_size) != layout.fileSize, ftruncate(fd, off_t(layout.fileSize)) != 0 {
             let reason = String(cString: strerror(errno))
             close(fd)
-            unlink(partPath)
-            throw CommandFailure("DOWNLOAD_FAILED", "cannot make room for \(size) bytes in \(partPath): \(reason)")
+            throw CommandFailure("DOWNLOAD_FAILED", "cannot resize \(partPath): \(reason)")
+        }
+        // Reserve the space now: a full disk is reported before any transfer, and writes into
+        // reserved blocks are cheaper. File systems without reservation get a sparse file.
+        let reserved = layout.fileSize == 0 ? 0 : posix_fallocate(fd, 0, off_t(layout.fileSize))
+        if reserved == ENOSPC || reserved == EFBIG {
+            close(fd)
+            if !earlier { unlink(partPath) }
+            throw CommandFailure("DISK_FULL", "not enough free space for \(layout.fileSize) bytes at \(partPath)")
+        }
+        if reserved != 0, ftruncate(fd, off_t(layout.fileSize)) != 0 {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            if !earlier { unlink(partPath) }
+            throw CommandFailure("DOWNLOAD_FAILED", "cannot make room for \(layout.fileSize) bytes in \(partPath): \(reason)")
         }
         self.fd = fd
+        resumed = earlier ? Self.intactPieces(of: partPath, layout: layout, pieceHashes: pieceHashes) : Bitfield(count: layout.pieceCount)
+    }
+
+    /// Hashes every piece of an earlier `.part`: the data is trusted only where it matches.
+    private static func intactPieces(of path: String, layout: PieceLayout, pieceHashes: [[UInt8]]) -> Bitfield {
+        var intact = Bitfield(count: layout.pieceCount)
+        guard let hashed = try? PieceHasher.hashFile(at: path, pieceSize: layout.pieceSize), hashed.layout == layout else { return intact }
+        for index in 0..<layout.pieceCount where hashed.pieceHashes[index] == pieceHashes[index] { intact.insert(index) }
+        return intact
     }
 
     deinit {
         close(fd)
-        if !finished { unlink(partPath) }
     }
 
     /// Writes one verified piece at its place (safe from several threads at different offsets).
@@ -66,13 +96,17 @@ final class PartFile: @unchecked Sendable {
         while written < bytes.count {
             let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
             if n < 0, errno == EINTR { continue }
-            guard n > 0 else { throw CommandFailure("DOWNLOAD_FAILED", "cannot write \(partPath): \(String(cString: strerror(errno)))") }
+            guard n > 0 else {
+                if n < 0, errno == ENOSPC || errno == EDQUOT { throw CommandFailure("DISK_FULL", "no space left to write \(partPath)") }
+                throw CommandFailure("DOWNLOAD_FAILED", "cannot write \(partPath): \(String(cString: strerror(errno)))")
+            }
             written += n
         }
     }
 
-    /// Gives up on the download: the `.part` file is removed at once (pieces still being written
-    /// land in the removed file, which nothing can see).
+    /// Gives up on a download that verified nothing: the `.part` file is removed at once (pieces
+    /// still being written land in the removed file, which nothing can see). A `.part` holding
+    /// verified pieces is kept instead, so that the same `get` resumes from it.
     func abandon() {
         guard !finished else { return }
         finished = true

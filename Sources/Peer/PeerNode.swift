@@ -19,9 +19,13 @@ public struct PeerConfiguration: Sendable {
     public var tlsBackend: TLSBackend = .openssl
     /// Seconds between heartbeats to the trackers.
     public var heartbeatInterval: Int64 = 60
+    public var limits = PeerLimits()
 
     /// The keys a peer configuration file may set (config/peer.conf.example documents each).
-    public static let configFileKeys: Set<String> = ["pki", "name", "state", "tls-backend", "heartbeat", "log-level"]
+    public static let configFileKeys: Set<String> = [
+        "pki", "name", "state", "tls-backend", "heartbeat", "log-level", "peers-per-download", "requests-per-peer", "upload-slots",
+        "queued-requests", "upload-limit", "stall-timeout", "discovery-interval",
+    ]
 
     public init(host: String, port: Int, trackers: [TrackerAddress], pki: PKILayout, name: String, stateFolder: String) {
         self.host = host
@@ -43,6 +47,8 @@ public final class PeerNode: @unchecked Sendable {
     private let trust: TrustSource
     private let identity: SigningIdentity
     private let index: ShareIndex
+    private let partials = PartialShares()
+    private var seeder: Seeder?
     private let peerTLS: TLSContext
     private let trackers: [TrackerClient]
     private var server: Channel?
@@ -66,7 +72,8 @@ public final class PeerNode: @unchecked Sendable {
 
     /// Starts serving, re-announces remembered shares and starts heartbeats.
     public func start() async throws {
-        let seeder = Seeder(index: index, tls: peerTLS, threadPool: threadPool, logger: logger)
+        let seeder = Seeder(index: index, partials: partials, tls: peerTLS, threadPool: threadPool, limits: configuration.limits, logger: logger)
+        self.seeder = seeder
         let server = try seeder.start(host: configuration.host, port: configuration.port, group: group)
         self.server = server
         servingPort = UInt16(server.localAddress?.port ?? 0)
@@ -117,7 +124,9 @@ public final class PeerNode: @unchecked Sendable {
         return "shared \(torrent.name) (\(torrent.layout.fileSize) bytes, root \(torrent.rootHex.prefix(16))…) at \(outcome); wrote \(destination)"
     }
 
-    /// `get <mtorrent> <save>`: verify, ask the trackers, download verified pieces, then seed.
+    /// `get <mtorrent> <save>`: verify, ask the trackers, download verified pieces from every
+    /// holder at once while serving them, then seed. A `.part` left by an interrupted `get` is
+    /// re-verified and resumed.
     public func get(mtorrent path: String, saveTo savePath: String, progress: (@Sendable (UInt64, UInt64) -> Void)?) async throws(CommandFailure) -> String {
         let torrent: MTorrent
         let signer: VerifiedIdentity
@@ -127,8 +136,73 @@ public final class PeerNode: @unchecked Sendable {
             if error.code == .unreadable { throw CommandFailure("MTORRENT_FILE_NOT_FOUND", error.description) }
             throw CommandFailure("SIGNATURE_INVALID", "\(path) is refused before any network traffic: \(error.description)")
         }
-        let part = try PartFile(savePath: savePath, size: torrent.layout.fileSize)
+        let part = try await openPart(savePath: savePath, torrent: torrent)
         let file = FileID(bytes: torrent.root)!
+        var logger = self.logger
+        logger[metadataKey: "file"] = "\(file)"
+        if part.resumed.heldCount > 0 {
+            logger.info("resuming: pieces of an earlier attempt verified again", metadata: ["pieces": "\(part.resumed.heldCount)/\(part.resumed.count)"])
+        }
+        let holders: [HolderRecord]
+        do {
+            holders = try await findHolders(of: file, name: torrent.name)
+        } catch {
+            if part.resumed.heldCount == 0 { part.abandon() }
+            throw error
+        }
+        // Serve verified pieces at once: register as a holder before the first byte arrives.
+        let share = PartialShare(file: file, partPath: part.partPath, layout: torrent.layout, held: part.resumed)
+        partials.insert(share)
+        _ = await askTrackers(.share(file: file, size: torrent.layout.fileSize, port: servingPort, name: torrent.name))
+        let swarm = Swarm(
+            torrent: torrent, part: part, share: share, tls: peerTLS, loop: group.next(), threadPool: threadPool, limits: configuration.limits,
+            logger: logger, progress: progress, discover: { [self] in (try? await findHolders(of: file, name: torrent.name)) ?? [] }
+        )
+        let report: DownloadReport
+        do {
+            report = try await swarm.run(holders: holders)
+            try part.finish()
+        } catch {
+            let kept = share.heldCount > 0
+            if !kept {
+                part.abandon()
+                partials.remove(file)
+            }
+            throw kept ? CommandFailure(error.code, error.message + "; the verified pieces stay in \(part.partPath): run the same get again to resume") : error
+        }
+        let rate = report.seconds > 0 ? Double(report.fetchedBytes) / report.seconds / 1e6 : 0
+        var summary = "downloaded \(torrent.name) to \(savePath): \(report.bytes) bytes, \(report.pieceCount) pieces verified against the signature of '\(signer.name)'"
+        if report.resumedPieces > 0 { summary += "; \(report.resumedPieces) were already verified in the .part of an earlier attempt" }
+        let sources = report.piecesByHolder.sorted { $0.value > $1.value }.map { "\($0.key) (\($0.value))" }
+        summary += String(format: "; fetched %d pieces at %.1f MB/s from ", report.fetchedPieces, rate) + (sources.isEmpty ? "nobody" : sources.joined(separator: ", "))
+        if !report.bannedPeers.isEmpty { summary += "; banned \(report.bannedPeers.joined(separator: ", ")) for corrupt pieces" }
+        if let stamp = FileStamp(path: savePath) {
+            try? index.add(ShareEntry(
+                root: torrent.rootHex, dataPath: URL(fileURLWithPath: savePath).standardizedFileURL.path,
+                mtorrentPath: URL(fileURLWithPath: path).standardizedFileURL.path, size: stamp.size, pieceSize: torrent.layout.pieceSize,
+                modifiedSeconds: stamp.seconds, modifiedNanoseconds: stamp.nanoseconds
+            ))
+            summary += "; now seeding it"
+        }
+        partials.remove(file)
+        return summary
+    }
+
+    /// Opens (or resumes) the `.part` file; re-verifying an earlier one reads it all, off the caller's thread.
+    private func openPart(savePath: String, torrent: MTorrent) async throws(CommandFailure) -> PartFile {
+        let result = try? await threadPool.runIfActive { () -> Result<PartFile, CommandFailure> in
+            do throws(CommandFailure) {
+                return .success(try PartFile(savePath: savePath, layout: torrent.layout, pieceHashes: torrent.pieceHashes))
+            } catch {
+                return .failure(error)
+            }
+        }
+        guard let result else { throw CommandFailure("DOWNLOAD_FAILED", "the peer is shutting down") }
+        return try result.get()
+    }
+
+    /// The holders both trackers list for `file`, without this peer.
+    private func findHolders(of file: FileID, name: String) async throws(CommandFailure) -> [HolderRecord] {
         var holders: [HolderRecord] = []
         var reached = 0
         var denied: String?
@@ -146,30 +220,22 @@ public final class PeerNode: @unchecked Sendable {
         }
         guard reached > 0 else { throw CommandFailure("TRACKERS_UNREACHABLE", "neither tracker answered (\(trackers.map(\.address.description).joined(separator: ", ")))") }
         if holders.isEmpty, let denied { throw CommandFailure("ACCESS_DENIED", denied) }
-        guard !holders.isEmpty else { throw CommandFailure("NO_SEEDERS", "no online peer holds \(torrent.name)") }
-        let downloader = Downloader(torrent: torrent, tls: peerTLS, group: group, threadPool: threadPool, logger: logger, progress: progress)
-        let report: DownloadReport
-        do {
-            report = try await downloader.run(holders: holders, into: part)
-            try part.finish()
-        } catch {
-            part.abandon()
-            throw error
+        guard !holders.isEmpty else { throw CommandFailure("NO_SEEDERS", "no online peer holds \(name)") }
+        return holders
+    }
+
+    /// `status`: what this peer serves and how much it uploaded since it started.
+    public func status() -> String {
+        let uploaded = seeder?.uploaded ?? [:]
+        let shares = index.all
+        var text = "serving \(shares.count) file(s)"
+        let lines = shares.compactMap { entry -> String? in
+            guard let file = FileID(hex: entry.root) else { return nil }
+            return "\((entry.dataPath as NSString).lastPathComponent) uploaded \(uploaded[file] ?? 0) bytes"
         }
-        let rate = report.seconds > 0 ? Double(report.bytes) / report.seconds / 1e6 : 0
-        var summary = "downloaded \(torrent.name) to \(savePath): \(report.bytes) bytes, \(report.verifiedPieces) pieces verified against the signature of '\(signer.name)'"
-        summary += String(format: ", %.1f MB/s from %@", rate, report.sources.joined(separator: ", "))
-        if !report.bannedPeers.isEmpty { summary += "; banned \(report.bannedPeers.joined(separator: ", ")) for corrupt pieces" }
-        if let stamp = FileStamp(path: savePath) {
-            try? index.add(ShareEntry(
-                root: torrent.rootHex, dataPath: URL(fileURLWithPath: savePath).standardizedFileURL.path,
-                mtorrentPath: URL(fileURLWithPath: path).standardizedFileURL.path, size: stamp.size, pieceSize: torrent.layout.pieceSize,
-                modifiedSeconds: stamp.seconds, modifiedNanoseconds: stamp.nanoseconds
-            ))
-            _ = await askTrackers(.share(file: file, size: torrent.layout.fileSize, port: servingPort, name: torrent.name))
-            summary += "; now seeding it"
-        }
-        return summary
+        if !lines.isEmpty { text += ": " + lines.joined(separator: ", ") }
+        let total = uploaded.values.reduce(0, +)
+        return text + "; \(total) bytes uploaded in all"
     }
 
     /// `remove <mtorrent>`: withdraw at the trackers, stop serving, forget it. The data file stays.

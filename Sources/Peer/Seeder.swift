@@ -3,6 +3,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import PKI
+import Pieces
+import Synchronization
 import TLS
 import Wire
 
@@ -10,24 +12,33 @@ import Wire
 import Glibc
 #endif
 
-/// Serves the files in the share index to other peers over mutual TLS: a client names a file
-/// (HELLO), gets the bitfield, and asks for blocks. File reads run on a thread pool, never on an
-/// event loop; a file whose size or modification time changed since it was shared is not served.
+/// Serves the files in the share index, and the verified pieces of downloads in progress, to other
+/// peers over mutual TLS: a client names a file (HELLO), gets the bitfield (then a HAVE for every
+/// piece verified later), and asks for blocks. File reads run on a thread pool, never on an event
+/// loop; a shared file whose size or modification time changed since it was shared is not served.
+/// Upload slots, queued requests per connection and the upload rate are limited (``PeerLimits``).
 public final class Seeder: Sendable {
     private let index: ShareIndex
+    let partials: PartialShares
     private let tls: TLSContext
     private let threadPool: NIOThreadPool
     private let logger: Logger
+    let limits: PeerLimits
+    let pacer: UploadPacer
+    private let counters = Mutex<(sessions: Int, uploaded: [FileID: UInt64])>((0, [:]))
 
-    public init(index: ShareIndex, tls: TLSContext, threadPool: NIOThreadPool, logger: Logger) {
+    init(index: ShareIndex, partials: PartialShares, tls: TLSContext, threadPool: NIOThreadPool, limits: PeerLimits, logger: Logger) {
         self.index = index
+        self.partials = partials
         self.tls = tls
         self.threadPool = threadPool
+        self.limits = limits
         self.logger = logger
+        pacer = UploadPacer(bytesPerSecond: limits.uploadBytesPerSecond)
     }
 
     /// Binds and serves; returns the bound address.
-    public func start(host: String, port: Int, group: EventLoopGroup) throws -> Channel {
+    func start(host: String, port: Int, group: EventLoopGroup) throws -> Channel {
         try ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] child in
@@ -37,28 +48,54 @@ public final class Seeder: Sendable {
                         IdleStateHandler(readTimeout: .seconds(120)),
                         ByteToMessageHandler(PeerFrameDecoder()),
                         MessageToByteHandler(PeerFrameEncoder()),
-                        SeedSession(index: index, threadPool: threadPool, logger: logger),
+                        SeedSession(seeder: self, index: index, threadPool: threadPool, logger: logger),
                     ])
                 }
             }
             .bind(host: host, port: port).wait()
     }
+
+    /// Bytes uploaded per file since this peer started.
+    var uploaded: [FileID: UInt64] { counters.withLock { $0.uploaded } }
+
+    func countUpload(_ bytes: Int, of file: FileID) {
+        counters.withLock { $0.uploaded[file, default: 0] += UInt64(bytes) }
+    }
+
+    /// Takes an upload slot, or returns false when all are in use.
+    func takeSlot() -> Bool {
+        counters.withLock { counters in
+            guard counters.sessions < limits.uploadSlots else { return false }
+            counters.sessions += 1
+            return true
+        }
+    }
+
+    func releaseSlot() { counters.withLock { $0.sessions -= 1 } }
 }
 
-/// One downloader's connection to this seeder.
+/// One downloader's connection to this peer.
 final class SeedSession: ChannelInboundHandler {
     typealias InboundIn = PeerFrame
     typealias OutboundOut = PeerFrame
 
+    /// What the connection serves: a shared file (checked against its stamp) or a download in progress.
+    private enum Source {
+        case complete(ShareEntry)
+        case partial(PartialShare, watcher: Int)
+    }
+
+    private let seeder: Seeder
     private let index: ShareIndex
     private let threadPool: NIOThreadPool
     private var logger: Logger
-    private var identity: VerifiedIdentity?
-    private var serving: (entry: ShareEntry, fd: Int32)?
+    private var serving: (file: FileID, source: Source, fd: Int32, pieceSize: Int, size: UInt64)?
     /// Reads run one after another so that blocks go out in the order they were asked for.
     private var previousRead: EventLoopFuture<Void>?
+    private var queuedRequests = 0
 
-    init(index: ShareIndex, threadPool: NIOThreadPool, logger: Logger) {
+    init(seeder: Seeder, index: ShareIndex, threadPool: NIOThreadPool, logger: Logger) {
+        self.seeder = seeder
         self.index = index
         self.threadPool = threadPool
         self.logger = logger
@@ -66,7 +103,6 @@ final class SeedSession: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSEvent.handshakeCompleted(let identity)? = event as? TLSEvent {
-            self.identity = identity
             logger[metadataKey: "peer"] = "\(identity.name)"
         } else if event is IdleStateHandler.IdleStateEvent {
             context.close(promise: nil)
@@ -86,7 +122,11 @@ final class SeedSession: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let fd = serving?.fd { close(fd) }
+        if let serving {
+            close(serving.fd)
+            if case .partial(let share, let watcher) = serving.source { share.unwatch(watcher) }
+            seeder.releaseSlot()
+        }
         serving = nil
         context.fireChannelInactive()
     }
@@ -98,35 +138,72 @@ final class SeedSession: ChannelInboundHandler {
 
     private func hello(_ file: FileID, context: ChannelHandlerContext) {
         guard serving == nil else { return refuse("BAD_REQUEST", "one file per connection", context: context) }
-        guard let entry = index.entry(for: file) else {
-            return refuse("FILE_NOT_FOUND", "this peer does not share \(file)", context: context)
+        logger[metadataKey: "file"] = "\(file)"
+        if let entry = index.entry(for: file) {
+            let fd = open(entry.dataPath, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0, FileStamp(fd: fd)?.matches(entry) == true else {
+                if fd >= 0 { close(fd) }
+                logger.warning("not serving a file that changed since it was shared", metadata: ["path": "\(entry.dataPath)"])
+                return refuse("FILE_CHANGED", "the shared copy changed on disk; it is no longer served", context: context)
+            }
+            guard seeder.takeSlot() else {
+                close(fd)
+                return refuse("BUSY", "all \(seeder.limits.uploadSlots) upload slots are in use; try again later", context: context)
+            }
+            serving = (file, .complete(entry), fd, entry.pieceSize, entry.size)
+            logger.info("serving")
+            context.writeAndFlush(wrapOutboundOut(.bitfield(Bitfield.full(count: pieceCount(entry.size, entry.pieceSize)).bytes)), promise: nil)
+        } else if let share = seeder.partials.share(for: file) {
+            let fd = open(share.partPath, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return refuse("FILE_NOT_FOUND", "this peer has just finished or given up \(file); ask the tracker again", context: context) }
+            guard seeder.takeSlot() else {
+                close(fd)
+                return refuse("BUSY", "all \(seeder.limits.uploadSlots) upload slots are in use; try again later", context: context)
+            }
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let eventLoop = context.eventLoop
+            let (held, watcher) = share.watch { piece in
+                eventLoop.execute {
+                    let (session, context) = bound.value
+                    context.writeAndFlush(session.wrapOutboundOut(.have(piece: UInt32(piece))), promise: nil)
+                }
+            }
+            serving = (file, .partial(share, watcher: watcher), fd, share.layout.pieceSize, share.layout.fileSize)
+            logger.info("serving the verified pieces of a download in progress", metadata: ["pieces": "\(held.heldCount)/\(held.count)"])
+            context.writeAndFlush(wrapOutboundOut(.bitfield(held.bytes)), promise: nil)
+        } else {
+            refuse("FILE_NOT_FOUND", "this peer does not share \(file)", context: context)
         }
-        let fd = open(entry.dataPath, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0, FileStamp(fd: fd)?.matches(entry) == true else {
-            if fd >= 0 { close(fd) }
-            logger.warning("not serving a file that changed since it was shared", metadata: ["file": "\(file)", "path": "\(entry.dataPath)"])
-            return refuse("FILE_CHANGED", "the shared copy changed on disk; it is no longer served", context: context)
-        }
-        serving = (entry, fd)
-        logger.info("serving", metadata: ["file": "\(file)"])
-        let pieces = Int((entry.size + UInt64(entry.pieceSize) - 1) / UInt64(entry.pieceSize))
-        var bits = [UInt8](repeating: 0xff, count: (pieces + 7) / 8)
-        if pieces % 8 != 0 { bits[bits.count - 1] = UInt8(0xff) << (8 - pieces % 8) }
-        context.writeAndFlush(wrapOutboundOut(.bitfield(bits)), promise: nil)
+    }
+
+    private func pieceCount(_ size: UInt64, _ pieceSize: Int) -> Int {
+        Int((size + UInt64(pieceSize) - 1) / UInt64(pieceSize))
     }
 
     private func request(piece: UInt32, offset: UInt32, length: UInt32, context: ChannelHandlerContext) {
-        guard let (entry, fd) = serving else { return refuse("BAD_REQUEST", "HELLO first", context: context) }
-        let start = UInt64(piece) * UInt64(entry.pieceSize) + UInt64(offset)
-        guard offset < entry.pieceSize, UInt64(offset) + UInt64(length) <= UInt64(entry.pieceSize),
-              start + UInt64(length) <= entry.size
-        else { return refuse("BAD_REQUEST", "piece \(piece) offset \(offset) length \(length) is outside the file", context: context) }
+        guard let (file, source, fd, pieceSize, size) = serving else { return refuse("BAD_REQUEST", "HELLO first", context: context) }
+        let start = UInt64(piece) * UInt64(pieceSize) + UInt64(offset)
+        guard offset < pieceSize, UInt64(offset) + UInt64(length) <= UInt64(pieceSize), start + UInt64(length) <= size else {
+            return refuse("BAD_REQUEST", "piece \(piece) offset \(offset) length \(length) is outside the file", context: context)
+        }
+        var entry: ShareEntry?
+        switch source {
+        case .complete(let shared): entry = shared
+        case .partial(let share, _):
+            guard share.holds(Int(piece)) else { return refuse("BAD_REQUEST", "piece \(piece) was not offered", context: context) }
+        }
+        queuedRequests += 1
+        guard queuedRequests <= seeder.limits.queuedRequestsPerConnection else {
+            logger.warning("a client queued more requests than allowed", metadata: ["limit": "\(seeder.limits.queuedRequestsPerConnection)"])
+            return refuse("TOO_MANY_REQUESTS", "more than \(seeder.limits.queuedRequestsPerConnection) requests waiting", context: context)
+        }
+        let checkedEntry = entry
         let allocator = context.channel.allocator
         let threadPool = self.threadPool
         let eventLoop = context.eventLoop
         let readBlock: @Sendable () -> EventLoopFuture<ByteBuffer> = {
             threadPool.runIfActive(eventLoop: eventLoop) { () throws -> ByteBuffer in
-                guard FileStamp(fd: fd)?.matches(entry) == true else { throw FileChanged() }
+                if let checkedEntry, FileStamp(fd: fd)?.matches(checkedEntry) != true { throw FileChanged() }
                 var buffer = allocator.buffer(capacity: Int(length))
                 try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Int(length)) { space in
                     let n = pread(fd, space.baseAddress, Int(length), off_t(start))
@@ -136,14 +213,24 @@ final class SeedSession: ChannelInboundHandler {
                 return buffer
             }
         }
-        let read = previousRead.map { $0.flatMap(readBlock) } ?? readBlock()
+        let pacer = seeder.pacer
+        let paced: @Sendable () -> EventLoopFuture<ByteBuffer> = {
+            readBlock().flatMap { data in
+                let wait = pacer.delay(forSending: Int(length))
+                guard wait > .zero else { return eventLoop.makeSucceededFuture(data) }
+                return eventLoop.scheduleTask(in: wait) { data }.futureResult
+            }
+        }
+        let read = previousRead.map { $0.flatMap(paced) } ?? paced()
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         previousRead = read.map { data in
             let (session, context) = bound.value
+            session.queuedRequests -= 1
+            session.seeder.countUpload(Int(length), of: file)
             context.writeAndFlush(session.wrapOutboundOut(.piece(piece: piece, offset: offset, data: data)), promise: nil)
         }.flatMapErrorThrowing { error in
             let (session, context) = bound.value
-            session.logger.warning("stopped serving a file that changed on disk", metadata: ["path": "\(entry.dataPath)"])
+            session.logger.warning("stopped serving a file that changed on disk")
             session.refuse("FILE_CHANGED", "the shared copy changed on disk; it is no longer served", context: context)
             throw error
         }

@@ -13,6 +13,8 @@ public enum PeerFrame: Equatable, Sendable {
     case piece(piece: UInt32, offset: UInt32, data: ByteBuffer)
     /// The sender will not serve: a code and a sentence.
     case reject(code: String, message: String)
+    /// The sender has verified one more piece since its bitfield.
+    case have(piece: UInt32)
 
     /// Largest block a request may ask for.
     public static let maximumBlockLength: UInt32 = 1024 * 1024
@@ -28,6 +30,7 @@ public enum PeerFrame: Equatable, Sendable {
         case .request: return 3
         case .piece: return 4
         case .reject: return 5
+        case .have: return 6
         }
     }
 
@@ -49,6 +52,8 @@ public enum PeerFrame: Equatable, Sendable {
         case .reject(let code, let message):
             let text = Array("\(code) \(message)".utf8.prefix(1024))
             buffer.writeBytes(text)
+        case .have(let piece):
+            buffer.writeInteger(piece)
         }
         buffer.setInteger(UInt32(buffer.writerIndex - lengthIndex - 4), at: lengthIndex)
     }
@@ -97,6 +102,9 @@ public struct PeerFrameDecoder: ByteToMessageDecoder {
             let text = String(decoding: body.readBytes(length: body.readableBytes)!, as: UTF8.self)
             let parts = text.split(separator: " ", maxSplits: 1)
             return .reject(code: String(parts.first ?? "REJECTED"), message: parts.count > 1 ? String(parts[1]) : "")
+        case 6:
+            guard body.readableBytes == 4, let piece = body.readInteger(as: UInt32.self) else { throw WireError.malformed("a HAVE frame must hold a piece number") }
+            return .have(piece: piece)
         default:
             throw WireError.malformed("unknown frame type \(type)")
         }

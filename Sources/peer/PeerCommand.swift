@@ -20,6 +20,7 @@ struct PeerCommand: AsyncParsableCommand {
               share <file_path> <mtorrent_destination>
               get <mtorrent_file> <save_location>
               remove <mtorrent_file>
+              status
               exit
             Each prints one line: 'SUCCESS: …' or 'FAILURE: CODE message'. Logs go to standard error.
             At the end of input the peer exits 0 if every command succeeded, 1 otherwise, unless
@@ -51,6 +52,7 @@ struct PeerCommand: AsyncParsableCommand {
         )
         settings.tlsBackend = backend
         if let seconds = try file?.integer("heartbeat", in: 5...3600) { settings.heartbeatInterval = Int64(seconds) }
+        if let file { settings.limits = try Self.limits(from: file) }
         try ProgramSupport.bootstrapLogging(levelName: file?.string("log-level"))
         var logger = Logger(label: "peer")
         logger[metadataKey: "me"] = "\(peerName)"
@@ -80,11 +82,13 @@ struct PeerCommand: AsyncParsableCommand {
                 progress?.finish()
             case ("remove", 2):
                 outcome = await Result { () async throws(CommandFailure) in try await node.remove(mtorrent: words[1]) }
+            case ("status", 1):
+                outcome = .success(node.status())
             case ("exit", 1):
                 exitRequested = true
                 outcome = .success("leaving the trackers")
             default:
-                outcome = .failure(CommandFailure("INVALID_ARGUMENTS", "usage: share <file_path> <mtorrent_destination> | get <mtorrent_file> <save_location> | remove <mtorrent_file> | exit"))
+                outcome = .failure(CommandFailure("INVALID_ARGUMENTS", "usage: share <file_path> <mtorrent_destination> | get <mtorrent_file> <save_location> | remove <mtorrent_file> | status | exit"))
             }
             switch outcome {
             case .success(let message): ProgramSupport.say("SUCCESS: \(message)")
@@ -101,6 +105,19 @@ struct PeerCommand: AsyncParsableCommand {
         try await group.shutdownGracefully()
         try await threadPool.shutdownGracefully()
         if !allSucceeded { throw ExitCode(1) }
+    }
+
+    /// The limits a configuration file sets (the rest keep their defaults).
+    static func limits(from file: ConfigFile) throws -> PeerLimits {
+        var limits = PeerLimits()
+        if let value = try file.integer("peers-per-download", in: 1...200) { limits.peersPerDownload = value }
+        if let value = try file.integer("requests-per-peer", in: 1...64) { limits.requestsPerPeer = value }
+        if let value = try file.integer("upload-slots", in: 1...1000) { limits.uploadSlots = value }
+        if let value = try file.integer("queued-requests", in: 1...1024) { limits.queuedRequestsPerConnection = value }
+        if let value = try file.integer("upload-limit", in: 0...Int(Int32.max)) { limits.uploadBytesPerSecond = UInt64(value) * 1024 }
+        if let value = try file.integer("stall-timeout", in: 2...600) { limits.stallTimeout = Int64(value) }
+        if let value = try file.integer("discovery-interval", in: 1...600) { limits.discoveryInterval = Int64(value) }
+        return limits
     }
 }
 

@@ -36,12 +36,23 @@ final class PeerProcess {
 
     /// Sends one command and returns the one result line it prints ("EOF" if the peer has exited).
     func run(_ command: String, timeout: TimeInterval = 60) throws -> String {
+        guard send(command) else { return "EOF" }
+        return answer(timeout: timeout)
+    }
+
+    /// Sends one command without waiting for its result; false if the peer has exited.
+    func send(_ command: String) -> Bool {
         signal(SIGPIPE, SIG_IGN)
         do {
             try input.fileHandleForWriting.write(contentsOf: Data((command + "\n").utf8))
+            return true
         } catch {
-            return "EOF"
+            return false
         }
+    }
+
+    /// The next result line ("EOF" if the peer has exited, "TIMEOUT" if none came in time).
+    func answer(timeout: TimeInterval = 60) -> String {
         let deadline = Date() + timeout
         while Date() < deadline {
             if let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {

@@ -1,0 +1,46 @@
+import NIOCore
+import Synchronization
+
+/// The resource limits of a peer, as a downloader and as a server (config/peer.conf.example
+/// documents each key and its default).
+public struct PeerLimits: Sendable, Equatable {
+    /// Holders one download connects to at once (`peers-per-download`).
+    public var peersPerDownload = 16
+    /// Block requests kept outstanding on one download connection (`requests-per-peer`).
+    public var requestsPerPeer = 8
+    /// Connections this peer serves at once, over all files (`upload-slots`).
+    public var uploadSlots = 32
+    /// Requests one client may have waiting at this peer before it is cut off (`queued-requests`).
+    public var queuedRequestsPerConnection = 64
+    /// Upload bytes per second over all connections; 0 means no limit (`upload-limit`).
+    public var uploadBytesPerSecond: UInt64 = 0
+    /// Seconds a download connection may keep requests unanswered before it is dropped (`stall-timeout`).
+    public var stallTimeout: Int64 = 15
+    /// Seconds between asks at the trackers for new holders during a download (`discovery-interval`).
+    public var discoveryInterval: Int64 = 2
+
+    public init() {}
+}
+
+/// Spreads uploads over time so that, over all connections together, no more than the configured
+/// bytes per second leave this peer: each block is given the next free slot on a shared timeline.
+final class UploadPacer: Sendable {
+    private let bytesPerSecond: UInt64
+    private let nextFree = Mutex<NIODeadline>(.uptimeNanoseconds(0))
+
+    init(bytesPerSecond: UInt64) {
+        self.bytesPerSecond = bytesPerSecond
+    }
+
+    /// How long to wait before sending `bytes` (zero without a limit).
+    func delay(forSending bytes: Int) -> TimeAmount {
+        guard bytesPerSecond > 0 else { return .zero }
+        let now = NIODeadline.now()
+        let duration = TimeAmount.nanoseconds(Int64(Double(bytes) / Double(bytesPerSecond) * 1e9))
+        return nextFree.withLock { next in
+            let start = max(next, now)
+            next = start + duration
+            return start - now
+        }
+    }
+}

@@ -1,0 +1,145 @@
+import Foundation
+import PKITesting
+import Testing
+
+/// Downloads from many holders at once through the real `tracker` and `peer` binaries on 127.0.0.1.
+@Suite(.serialized) struct SwarmTests {
+    private let ca: TestAuthority
+    private var folder: String { ca.folder.path }
+    /// 8 MiB in 32 pieces of 256 KiB, none of them all zeros.
+    private let fileSize = 8 * 1024 * 1024
+    private let pieceSize = 256 * 1024
+
+    init() throws {
+        ca = try TestAuthority()
+        try ca.identity(.tracker(name: "tracker1", dnsNames: [], ipAddresses: ["127.0.0.1"], days: 30))
+        for peer in ["alice", "bob", "carol"] + (1...6).map({ "leecher\($0)" }) { try ca.peer(peer) }
+        var generator = SplitMix(seed: 42)
+        let bytes = (0..<fileSize / 8).flatMap { _ in withUnsafeBytes(of: generator.next()) { Array($0) } }
+        try Data(bytes).write(to: URL(fileURLWithPath: ca.folder.file("data.bin")))
+        try Data(bytes).write(to: URL(fileURLWithPath: ca.folder.file("original.bin")))
+    }
+
+    private func tracker() throws -> TrackerProcess {
+        try TrackerProcess(folder: folder, arguments: ["--pki", ca.layout.folder, "--name", "tracker1", "--data", ca.folder.file("tracker-data")])
+    }
+
+    /// A peer; `uploadKiBPerSecond` slows its uploads so that the others have time to act.
+    private func peer(_ name: String, _ tracker: TrackerProcess, uploadKiBPerSecond: Int = 0) throws -> PeerProcess {
+        let config = ca.folder.file("\(name).conf")
+        try "upload-limit = \(uploadKiBPerSecond)\ndiscovery-interval = 1\n".write(toFile: config, atomically: true, encoding: .utf8)
+        return try PeerProcess(folder: folder, name: name, trackers: [tracker.address.description, "127.0.0.1:1"], pki: ca.layout.folder, extra: ["--config", config])
+    }
+
+    private func sameAsOriginal(_ name: String) -> Bool {
+        FileManager.default.contentsEqual(atPath: ca.folder.file("original.bin"), andPath: ca.folder.file(name))
+    }
+
+    /// Pieces of `path` that hold the original bytes.
+    private func intactPieces(_ path: String) -> Int {
+        guard let copy = FileManager.default.contents(atPath: path), let original = FileManager.default.contents(atPath: ca.folder.file("original.bin")),
+              copy.count == original.count
+        else { return 0 }
+        return stride(from: 0, to: original.count, by: pieceSize).filter { copy[$0..<min($0 + pieceSize, copy.count)] == original[$0..<min($0 + pieceSize, original.count)] }.count
+    }
+
+    /// `fetched N pieces` from a get summary.
+    private func fetchedPieces(_ summary: String) -> Int? {
+        guard let range = summary.range(of: "fetched ") else { return nil }
+        return Int(summary[range.upperBound...].prefix { $0.isNumber })
+    }
+
+    @Test func aCorruptHolderIsBannedAndAnHonestOneCompletesTheFile() throws {
+        let t1 = try tracker()
+        let alice = try peer("alice", t1)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        // bob holds an honest copy and serves it slowly, so that alice is surely asked too.
+        let bob = try peer("bob", t1, uploadKiBPerSecond: 2048)
+        #expect(try bob.run("get data.mtorrent bob.bin").hasPrefix("SUCCESS:"))
+        // Corrupt every piece of alice's copy but keep its size and timestamps: her seeder serves bad bytes.
+        let path = ca.folder.file("data.bin")
+        var info = stat()
+        #expect(stat(path, &info) == 0)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        for offset in stride(from: 100, to: fileSize, by: pieceSize) {
+            try handle.seek(toOffset: UInt64(offset))
+            handle.write(Data([0xde, 0xad]))
+        }
+        try handle.close()
+        var times = [info.st_atim, info.st_mtim]
+        #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+        let carol = try peer("carol", t1)
+        let summary = try carol.run("get data.mtorrent carol.bin")
+        #expect(summary.hasPrefix("SUCCESS: downloaded data.bin"), "\(summary)")
+        #expect(summary.contains("banned alice for corrupt pieces"), "\(summary)")
+        #expect(sameAsOriginal("carol.bin"))
+        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("carol.bin.part")))
+    }
+
+    @Test func aGetKilledMidwayResumesWithoutFetchingVerifiedPiecesAgain() throws {
+        let t1 = try tracker()
+        // 2 MiB/s: the 8 MiB download takes about 4 s, time enough to kill it midway.
+        let alice = try peer("alice", t1, uploadKiBPerSecond: 2048)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let first = try peer("bob", t1)
+        #expect(first.send("get data.mtorrent bob.bin"))
+        let part = ca.folder.file("bob.bin.part")
+        let pieces = fileSize / pieceSize
+        var intact = 0
+        let deadline = Date() + 30
+        while Date() < deadline {
+            intact = intactPieces(part)
+            if intact >= pieces / 4 { break }
+            usleep(50_000)
+        }
+        kill(first.process.processIdentifier, SIGKILL)
+        first.process.waitUntilExit()
+        #expect(intact >= pieces / 4 && intact < pieces, "\(intact) of \(pieces) pieces were in the .part when the peer was killed")
+        let afterKill = intactPieces(part)
+        let again = try peer("bob", t1)
+        let summary = try again.run("get data.mtorrent bob.bin")
+        #expect(summary.hasPrefix("SUCCESS: downloaded data.bin"), "\(summary)")
+        #expect(summary.contains("; \(afterKill) were already verified in the .part of an earlier attempt"), "\(summary)")
+        #expect(fetchedPieces(summary) == pieces - afterKill, "\(summary)")
+        #expect(sameAsOriginal("bob.bin"))
+        #expect(!FileManager.default.fileExists(atPath: part))
+    }
+
+    @Test func oneSeederAndSixLeechersAllCompleteByTradingPieces() throws {
+        let t1 = try tracker()
+        // The seeder alone would need 12 s to send six copies at 4 MiB/s.
+        let alice = try peer("alice", t1, uploadKiBPerSecond: 4096)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let leechers = try (1...6).map { try peer("leecher\($0)", t1) }
+        for (index, leecher) in leechers.enumerated() { #expect(leecher.send("get data.mtorrent copy\(index + 1).bin")) }
+        var fromOtherLeechers = 0
+        for (index, leecher) in leechers.enumerated() {
+            let summary = leecher.answer(timeout: 120)
+            #expect(summary.hasPrefix("SUCCESS: downloaded data.bin"), "\(summary)")
+            #expect(sameAsOriginal("copy\(index + 1).bin"))
+            // "… from leecher3 (12), alice (9), …": count the pieces that did not come from alice.
+            for match in summary.matches(of: /(leecher\d) \((\d+)\)/) { fromOtherLeechers += Int(match.output.2) ?? 0 }
+        }
+        #expect(fromOtherLeechers > 0)
+        let status = try alice.run("status")
+        let uploaded = status.firstMatch(of: /(\d+) bytes uploaded in all/).flatMap { Int($0.output.1) } ?? Int.max
+        #expect(uploaded < 6 * fileSize, "\(status)")
+    }
+}
+
+/// A small deterministic generator, so test files are the same on every run.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+
+    init(seed: UInt64) {
+        state = seed
+    }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,49 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+import Wire
+
+@Suite struct PeerFrameTests {
+    private let file = FileID(bytes: Array(repeating: 7, count: 32))!
+
+    private func decode(_ bytes: [UInt8]) throws -> [PeerFrame] {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(PeerFrameDecoder()))
+        defer { _ = try? channel.finish() }
+        try channel.writeInbound(ByteBuffer(bytes: bytes))
+        var frames: [PeerFrame] = []
+        while let frame = try channel.readInbound(as: PeerFrame.self) { frames.append(frame) }
+        return frames
+    }
+
+    private func encoded(_ frame: PeerFrame) -> [UInt8] {
+        var buffer = ByteBuffer()
+        frame.encode(into: &buffer)
+        return Array(buffer.readableBytesView)
+    }
+
+    @Test func everyFrameSurvivesARoundTrip() throws {
+        let frames: [PeerFrame] = [
+            .hello(file: file), .bitfield([0xff, 0x80]), .request(piece: 3, offset: 262_144, length: 262_144),
+            .piece(piece: 3, offset: 0, data: ByteBuffer(bytes: [1, 2, 3])), .reject(code: "BUSY", message: "try later"), .have(piece: 41),
+        ]
+        #expect(try decode(frames.flatMap(encoded)) == frames)
+    }
+
+    @Test func aHaveFrameHoldsExactlyOnePieceNumber() throws {
+        #expect(try decode([0, 0, 0, 5, 6, 0, 0, 0, 9]) == [.have(piece: 9)])
+        #expect(throws: WireError.self) { try decode([0, 0, 0, 4, 6, 0, 0, 9]) }
+        #expect(throws: WireError.self) { try decode([0, 0, 0, 6, 6, 0, 0, 0, 9, 0]) }
+    }
+
+    @Test func anOversizeLengthIsRefusedBeforeItsBodyArrives() throws {
+        let length = UInt32(PeerFrame.maximumFrameLength + 1)
+        let header = withUnsafeBytes(of: length.bigEndian) { Array($0) }
+        #expect(throws: WireError.self) { try decode(header + [4]) }
+    }
+
+    @Test func requestsOutsideTheBlockLimitAreRefused() throws {
+        #expect(throws: WireError.self) { try decode(encoded(.request(piece: 0, offset: 0, length: 0))) }
+        #expect(throws: WireError.self) { try decode(encoded(.request(piece: 0, offset: 0, length: PeerFrame.maximumBlockLength + 1))) }
+        #expect(throws: WireError.self) { try decode([0, 0, 0, 1, 99]) }
+    }
+}
