@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Reference for scripts/bench: moves one file between two libtorrent sessions as an "SSL torrent"
-(both sides present certificates signed by the torrent's root CA) on 127.0.0.1, and prints the
-seconds from the leecher's start to its completion.
+"""Reference for scripts/bench: moves one file from SEEDERS libtorrent sessions to LEECHERS
+sessions as an "SSL torrent" (every session presents a certificate signed by the torrent's root
+CA) on 127.0.0.1, every session connected to every other. Prints the seconds from the leechers'
+start until the last one completed, and the bytes the seeders uploaded in all.
 
-usage: libtorrent-ssl.py CA_CERT SEEDER_CERT SEEDER_KEY LEECHER_CERT LEECHER_KEY DATA_FILE WORK_DIR
+usage: libtorrent-ssl.py CA_CERT CERT KEY DATA_FILE WORK_DIR [SEEDERS LEECHERS]
 """
 import os
 import socket
@@ -29,7 +30,8 @@ def make_session(ssl_port):
 
 
 def main():
-    ca, seeder_cert, seeder_key, leecher_cert, leecher_key, data, work = sys.argv[1:8]
+    ca, cert, key, data, work = sys.argv[1:6]
+    seeders, leechers = (int(sys.argv[6]), int(sys.argv[7])) if len(sys.argv) > 7 else (1, 1)
     files = lt.file_storage()
     lt.add_files(files, data)
     creator = lt.create_torrent(files, 1 << 20)
@@ -38,27 +40,41 @@ def main():
     lt.set_piece_hashes(creator, os.path.dirname(os.path.abspath(data)))
     info = lt.torrent_info(creator.generate())
 
-    seeder_port = free_port()
-    seeder = make_session(seeder_port)
-    seed = seeder.add_torrent({"ti": info, "save_path": os.path.dirname(os.path.abspath(data)), "flags": lt.torrent_flags.seed_mode})
-    seed.set_ssl_certificate(seeder_cert, seeder_key, "")
-
-    leecher = make_session(free_port())
-    target = os.path.join(work, "libtorrent-download")
-    os.makedirs(target, exist_ok=True)
+    sessions, seeds, leeches, ports = [], [], [], []
+    for _ in range(seeders):
+        port = free_port()
+        session = make_session(port)
+        seed = session.add_torrent({"ti": lt.torrent_info(info), "save_path": os.path.dirname(os.path.abspath(data)),
+                                    "flags": lt.torrent_flags.seed_mode})
+        seed.set_ssl_certificate(cert, key, "")
+        sessions.append(session)
+        seeds.append(seed)
+        ports.append(port)
     start = time.monotonic()
-    leech = leecher.add_torrent({"ti": lt.torrent_info(info), "save_path": target})
-    leech.set_ssl_certificate(leecher_cert, leecher_key, "")
-    leech.connect_peer(("127.0.0.1", seeder_port))
-    deadline = start + 600
-    while not leech.status().is_seeding:
+    for number in range(leechers):
+        port = free_port()
+        session = make_session(port)
+        target = os.path.join(work, f"libtorrent-download-{number}")
+        os.makedirs(target, exist_ok=True)
+        leech = session.add_torrent({"ti": lt.torrent_info(info), "save_path": target})
+        leech.set_ssl_certificate(cert, key, "")
+        for other in ports:
+            leech.connect_peer(("127.0.0.1", other))
+        sessions.append(session)
+        leeches.append(leech)
+        ports.append(port)
+    deadline = start + 900
+    while not all(leech.status().is_seeding for leech in leeches):
         if time.monotonic() > deadline:
-            sys.exit(f"libtorrent did not finish: {leech.status().progress:.1%}")
-        for alert in leecher.pop_alerts() + seeder.pop_alerts():
-            if alert.category() & lt.alert.category_t.error_notification:
-                print(alert.message(), file=sys.stderr)
-        time.sleep(0.05)
-    print(f"{time.monotonic() - start:.3f}")
+            sys.exit("libtorrent did not finish: " + ", ".join(f"{leech.status().progress:.1%}" for leech in leeches))
+        for session in sessions:
+            for alert in session.pop_alerts():
+                if alert.category() & lt.alert.category_t.error_notification:
+                    print(alert.message(), file=sys.stderr)
+        time.sleep(0.02)
+    seconds = time.monotonic() - start
+    uploaded = sum(seed.status().total_payload_upload for seed in seeds)
+    print(f"{seconds:.3f} {uploaded}")
 
 
 if __name__ == "__main__":

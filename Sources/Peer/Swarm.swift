@@ -37,6 +37,8 @@ public struct DownloadReport: Sendable {
 final class Swarm: @unchecked Sendable {
     /// Connection attempts to one holder that bring nothing before it is given up.
     static let attemptsPerHolder = 3
+    /// How recently a partial holder must have delivered a piece for seeds to be spared.
+    static let sparingWindow = TimeAmount.seconds(2)
 
     private let torrent: MTorrent
     private let part: PartFile
@@ -64,7 +66,9 @@ final class Swarm: @unchecked Sendable {
     private var piecesByHolder: [String: Int] = [:]
     private var banned: [String] = []
     private var lastProgress = NIODeadline.now()
+    private var lastPieceFromPartialHolder = NIODeadline.uptimeNanoseconds(0)
     private var timers: [RepeatedTask] = []
+    private var discoveryTimer: Scheduled<Void>?
     private var outcome: EventLoopPromise<Void>?
     private var discovering = false
 
@@ -128,8 +132,7 @@ final class Swarm: @unchecked Sendable {
         learn(initial)
         if finishIfComplete() { return }
         timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in tick() })
-        let interval = TimeAmount.seconds(limits.discoveryInterval)
-        timers.append(loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in rediscover() })
+        scheduleDiscovery(after: .milliseconds(250))
         connectMore()
         giveUpIfHopeless()
     }
@@ -138,6 +141,16 @@ final class Swarm: @unchecked Sendable {
         for record in records {
             let key = "\(record.address) \(record.fingerprint)"
             if holders[key] == nil { holders[key] = HolderState(record: record) }
+        }
+    }
+
+    /// Asks the trackers again soon after the start, when other downloaders that started at the
+    /// same moment have just registered, then less often: 0.25 s, 0.5 s, 1 s … up to the interval.
+    private func scheduleDiscovery(after delay: TimeAmount) {
+        let interval = TimeAmount.seconds(limits.discoveryInterval)
+        discoveryTimer = loop.scheduleTask(in: delay) { [self] in
+            rediscover()
+            if outcome != nil { scheduleDiscovery(after: min(delay * 2, interval)) }
         }
     }
 
@@ -260,7 +273,7 @@ final class Swarm: @unchecked Sendable {
             fill(connection)
         case .have(let piece):
             guard var bits = connection.bits, Int(piece) < count else { return ban(connection, piece: Int(piece), "sent a HAVE out of place") }
-            if bits.insert(Int(piece)) { picker.holderGot(Int(piece)) }
+            if bits.insert(Int(piece)) { picker.holderGot(Int(piece), nowComplete: bits.isComplete) }
             connection.bits = bits
             fill(connection)
         case .piece(let piece, let offset, let data):
@@ -295,6 +308,12 @@ final class Swarm: @unchecked Sendable {
 
     // MARK: - Requests
 
+    /// Seeds are spared while partial holders keep delivering: a piece one of them has is left to
+    /// it. When none delivered for ``sparingWindow``, seeds are asked for anything again.
+    private var partialHoldersDeliver: Bool {
+        NIODeadline.now() - lastPieceFromPartialHolder < Self.sparingWindow
+    }
+
     private func fillAll() {
         for connection in connections.values { fill(connection) }
     }
@@ -305,7 +324,9 @@ final class Swarm: @unchecked Sendable {
         var sent = false
         while connection.outstanding.count < limits.requestsPerPeer {
             if connection.queue.isEmpty {
-                guard processingBytes < processingLimit, let piece = picker.next(for: connection.id, holding: bits, random: &random) else { break }
+                guard processingBytes < processingLimit,
+                      let piece = picker.next(for: connection.id, holding: bits, sparingSeeds: partialHoldersDeliver, random: &random)
+                else { break }
                 connection.assigned.insert(piece)
                 let length = torrent.layout.length(ofPiece: piece)
                 for offset in stride(from: 0, to: length, by: blockLength) {
@@ -372,6 +393,7 @@ final class Swarm: @unchecked Sendable {
         share.add(piece)
         verifiedBytes += UInt64(length)
         piecesByHolder[connection.holder.name, default: 0] += 1
+        if connection.bits?.isComplete == false { lastPieceFromPartialHolder = .now() }
         let key = "\(connection.holder.address) \(connection.holder.fingerprint)"
         holders[key]?.fruitlessAttempts = 0
         lastProgress = .now()
@@ -424,6 +446,7 @@ final class Swarm: @unchecked Sendable {
         outcome = nil
         for timer in timers { timer.cancel() }
         timers = []
+        discoveryTimer?.cancel()
         for connection in connections.values { connection.close(because: "the download ended") }
     }
 }

@@ -93,3 +93,22 @@ import Testing
         #expect(picker.next(for: 1, holding: Bitfield.full(count: 4), random: &random) == nil)
     }
 }
+
+@Suite struct SparingSeedsTests {
+    @Test func aSeedIsAskedOnlyForPiecesNoPartialHolderHas() {
+        var random = SystemRandomNumberGenerator()
+        var picker = PiecePicker(have: Bitfield(count: 4))
+        let seed = Bitfield.full(count: 4)
+        var partial = Bitfield(count: 4)
+        for piece in [0, 1, 3] { partial.insert(piece) }
+        picker.holderJoined(seed)
+        picker.holderJoined(partial)
+        let spared = picker.next(for: 1, holding: seed, sparingSeeds: true, random: &random)
+        #expect(spared == 2)
+        let nothingElse = picker.next(for: 1, holding: seed, sparingSeeds: true, random: &random)
+        #expect(nothingElse == nil)
+        // Without sparing the seed is asked for the rest as well.
+        let asked = picker.next(for: 1, holding: seed, sparingSeeds: false, random: &random)
+        #expect(asked != nil && asked != 2)
+    }
+}
