@@ -176,7 +176,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "mtca", "mtorrent", "tracker", "peer", "PKITesting", "Peer", "Wire", "TLS", "PKI", "MTorrentFormat",
+                "mtca", "mtorrent", "tracker", "peer", "PKITesting", "Peer", "Wire", "TLS", "PKI", "MTorrentFormat", "Pieces",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),

@@ -98,7 +98,7 @@ final class Swarm: @unchecked Sendable {
         self.progress = progress
         self.discover = discover
         blockLength = min(torrent.layout.pieceSize, 256 * 1024)
-        processingLimit = max(32 * 1024 * 1024, torrent.layout.pieceSize)
+        processingLimit = max(8 * 1024 * 1024, torrent.layout.pieceSize)
         picker = PiecePicker(have: part.resumed)
         for index in 0..<torrent.layout.pieceCount where part.resumed.contains(index) {
             resumedBytes += UInt64(torrent.layout.length(ofPiece: index))
@@ -164,6 +164,7 @@ final class Swarm: @unchecked Sendable {
                 self.discovering = false
                 self.learn(found)
                 self.connectMore()
+                self.giveUpIfHopeless()
             }
         }
     }
@@ -377,6 +378,7 @@ final class Swarm: @unchecked Sendable {
             }
             if finishIfComplete() { return }
             fillAll()
+            giveUpIfHopeless()
         }
     }
 
@@ -413,6 +415,7 @@ final class Swarm: @unchecked Sendable {
             return
         }
         connectMore()
+        giveUpIfHopeless()
     }
 
     private var missingSummary: String {

@@ -1,6 +1,14 @@
 import Foundation
+import MTorrentFormat
+import NIOCore
+import NIOPosix
+import PKI
 import PKITesting
+import Peer
+import Pieces
+import TLS
 import Testing
+import Wire
 
 /// Downloads from many holders at once through the real `tracker` and `peer` binaries on 127.0.0.1.
 @Suite(.serialized) struct SwarmTests {
@@ -27,7 +35,7 @@ import Testing
     /// A peer; `uploadKiBPerSecond` slows its uploads so that the others have time to act.
     private func peer(_ name: String, _ tracker: TrackerProcess, uploadKiBPerSecond: Int = 0) throws -> PeerProcess {
         let config = ca.folder.file("\(name).conf")
-        try "upload-limit = \(uploadKiBPerSecond)\ndiscovery-interval = 1\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try "upload-limit = \(uploadKiBPerSecond)\ndiscovery-interval = 1\nstall-timeout = 2\n".write(toFile: config, atomically: true, encoding: .utf8)
         return try PeerProcess(folder: folder, name: name, trackers: [tracker.address.description, "127.0.0.1:1"], pki: ca.layout.folder, extra: ["--config", config])
     }
 
@@ -105,6 +113,42 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: part))
     }
 
+    @Test func aHolderThatStopsAnsweringIsLeftForTheOthers() async throws {
+        let t1 = try tracker()
+        let alice = try peer("alice", t1)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        // carol's certificate is valid; her holder offers every piece and never sends one.
+        let trust = TrustSource(try ca.trust())
+        let carol = try SigningIdentity.load(named: "carol", from: ca.layout)
+        let (torrent, _) = try MTorrent.load(from: ca.folder.file("data.mtorrent"), trust: try ca.trust())
+        let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: carol, trust: trust, peerRole: .peer))
+        let group = MultiThreadedEventLoopGroup.singleton
+        let pieces = torrent.layout.pieceCount
+        let staller = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        try TLSHandler(context: tls, side: .server), ByteToMessageHandler(PeerFrameDecoder()),
+                        MessageToByteHandler(PeerFrameEncoder()), StallingHolder(pieceCount: pieces),
+                    ])
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let trackerTLS = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: carol, trust: trust, peerRole: .tracker))
+        let client = TrackerClient(address: t1.address, tls: trackerTLS, group: group)
+        let file = try #require(FileID(bytes: torrent.root))
+        let port = try #require(staller.localAddress?.port)
+        let registered = try await client.send(.share(file: file, size: torrent.layout.fileSize, port: UInt16(port), name: "data.bin"))
+        #expect(registered == .ok("shared \(file) from 127.0.0.1:\(port)"))
+        let bob = try peer("bob", t1)
+        let summary = try bob.run("get data.mtorrent bob.bin")
+        #expect(summary.hasPrefix("SUCCESS: downloaded data.bin"), "\(summary)")
+        #expect(summary.contains("from alice (32)"), "\(summary)")
+        #expect(sameAsOriginal("bob.bin"))
+        client.close()
+        try await staller.close()
+    }
+
     @Test func oneSeederAndSixLeechersAllCompleteByTradingPieces() throws {
         let t1 = try tracker()
         // The seeder alone would need 12 s to send six copies at 4 MiB/s.
@@ -124,6 +168,23 @@ import Testing
         let status = try alice.run("status")
         let uploaded = status.firstMatch(of: /(\d+) bytes uploaded in all/).flatMap { Int($0.output.1) } ?? Int.max
         #expect(uploaded < 6 * fileSize, "\(status)")
+    }
+}
+
+/// A holder with a valid certificate that offers every piece and never answers a request.
+final class StallingHolder: ChannelInboundHandler {
+    typealias InboundIn = PeerFrame
+    typealias OutboundOut = PeerFrame
+    let pieceCount: Int
+
+    init(pieceCount: Int) {
+        self.pieceCount = pieceCount
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .hello = unwrapInboundIn(data) {
+            context.writeAndFlush(wrapOutboundOut(.bitfield(Bitfield.full(count: pieceCount).bytes)), promise: nil)
+        }
     }
 }
 
