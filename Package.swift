@@ -115,6 +115,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .target(
+            name: "FuzzTargets",
+            dependencies: ["MTorrentFormat", "Peer", "Pieces", "Tracker", "Wire", "FileIO", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(name: "CFuzzerDriver"),
+        .executableTarget(name: "mtfuzz", dependencies: ["FuzzTargets", "CFuzzerDriver"], path: "Fuzz/mtfuzz"),
         .executableTarget(
             name: "TLSBenchmark",
             dependencies: [
@@ -160,6 +166,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MTorrentFormat"]),
         .testTarget(
             name: "WireTests",
             dependencies: ["Wire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]

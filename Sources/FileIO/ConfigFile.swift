@@ -9,7 +9,11 @@ public struct ConfigFile: Sendable {
 
     /// Reads `path`, refusing unknown or repeated keys and malformed lines with their line number.
     public init(path: String, knownKeys: Set<String>) throws {
-        let text = try FileIO.readText(path, limit: Self.maximumSize)
+        try self.init(text: try FileIO.readText(path, limit: Self.maximumSize), path: path, knownKeys: knownKeys)
+    }
+
+    /// Reads configuration text; `path` names it in errors.
+    public init(text: String, path: String, knownKeys: Set<String>) throws(ConfigFileError) {
         var values: [String: (String, Int)] = [:]
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = trimmed(raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")

@@ -13,18 +13,24 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let line = try nextLine(from: &buffer) else { return .needMoreData }
+        context.fireChannelRead(wrapInboundOut(line))
+        return .continue
+    }
+
+    /// Takes the next whole line off `buffer`, or returns nil until one has arrived.
+    public func nextLine(from buffer: inout ByteBuffer) throws(WireError) -> String? {
         let searchLength = min(buffer.readableBytes, maximumLength + 1)
         guard let newline = buffer.readableBytesView.prefix(searchLength).firstIndex(of: UInt8(ascii: "\n")) else {
-            if buffer.readableBytes > maximumLength { throw WireError.lineTooLong(limit: maximumLength) }
-            return .needMoreData
+            if buffer.readableBytes > maximumLength { throw .lineTooLong(limit: maximumLength) }
+            return nil
         }
         let length = newline - buffer.readerIndex
         let bytes = buffer.readBytes(length: length)!
         buffer.moveReaderIndex(forwardBy: 1)
-        guard let line = String(validating: bytes, as: UTF8.self) else { throw WireError.notText }
-        guard !line.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else { throw WireError.controlCharacter }
-        context.fireChannelRead(wrapInboundOut(line))
-        return .continue
+        guard let line = String(validating: bytes, as: UTF8.self) else { throw .notText }
+        guard !line.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else { throw .controlCharacter }
+        return line
     }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {

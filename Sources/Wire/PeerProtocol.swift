@@ -67,35 +67,41 @@ public struct PeerFrameDecoder: ByteToMessageDecoder {
     public init() {}
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
-        guard length >= 1, Int(length) <= PeerFrame.maximumFrameLength else {
-            throw WireError.frameTooLarge(length: Int(length), limit: PeerFrame.maximumFrameLength)
-        }
-        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
-        buffer.moveReaderIndex(forwardBy: 4)
-        var body = buffer.readSlice(length: Int(length))!
-        let type: UInt8 = body.readInteger()!
-        context.fireChannelRead(wrapInboundOut(try Self.frame(type: type, body: &body)))
+        guard let frame = try Self.nextFrame(from: &buffer) else { return .needMoreData }
+        context.fireChannelRead(wrapInboundOut(frame))
         return .continue
     }
 
-    static func frame(type: UInt8, body: inout ByteBuffer) throws -> PeerFrame {
+    /// Takes the next whole frame off `buffer`, or returns nil until one has arrived.
+    public static func nextFrame(from buffer: inout ByteBuffer) throws(WireError) -> PeerFrame? {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
+        guard length >= 1, Int(length) <= PeerFrame.maximumFrameLength else {
+            throw .frameTooLarge(length: Int(length), limit: PeerFrame.maximumFrameLength)
+        }
+        guard buffer.readableBytes >= 4 + Int(length) else { return nil }
+        buffer.moveReaderIndex(forwardBy: 4)
+        var body = buffer.readSlice(length: Int(length))!
+        let type: UInt8 = body.readInteger()!
+        return try frame(type: type, body: &body)
+    }
+
+    static func frame(type: UInt8, body: inout ByteBuffer) throws(WireError) -> PeerFrame {
         switch type {
         case 1:
-            guard body.readableBytes == 32, let file = FileID(bytes: body.readBytes(length: 32)!) else { throw WireError.malformed("a HELLO frame must hold a 32-byte root hash") }
+            guard body.readableBytes == 32, let file = FileID(bytes: body.readBytes(length: 32)!) else { throw .malformed("a HELLO frame must hold a 32-byte root hash") }
             return .hello(file: file)
         case 2:
-            guard body.readableBytes <= PeerFrame.maximumBitfieldLength else { throw WireError.malformed("a bitfield longer than any file needs") }
+            guard body.readableBytes <= PeerFrame.maximumBitfieldLength else { throw .malformed("a bitfield longer than any file needs") }
             return .bitfield(body.readBytes(length: body.readableBytes)!)
         case 3:
             guard body.readableBytes == 12, let (piece, offset, length) = body.readMultipleIntegers(as: (UInt32, UInt32, UInt32).self) else {
-                throw WireError.malformed("a REQUEST frame must hold piece, offset and length")
+                throw .malformed("a REQUEST frame must hold piece, offset and length")
             }
-            guard length > 0, length <= PeerFrame.maximumBlockLength else { throw WireError.malformed("a request for \(length) bytes") }
+            guard length > 0, length <= PeerFrame.maximumBlockLength else { throw .malformed("a request for \(length) bytes") }
             return .request(piece: piece, offset: offset, length: length)
         case 4:
             guard body.readableBytes >= 8, let (piece, offset) = body.readMultipleIntegers(as: (UInt32, UInt32).self) else {
-                throw WireError.malformed("a PIECE frame must hold piece and offset")
+                throw .malformed("a PIECE frame must hold piece and offset")
             }
             return .piece(piece: piece, offset: offset, data: body.readSlice(length: body.readableBytes)!)
         case 5:
@@ -103,10 +109,10 @@ public struct PeerFrameDecoder: ByteToMessageDecoder {
             let parts = text.split(separator: " ", maxSplits: 1)
             return .reject(code: String(parts.first ?? "REJECTED"), message: parts.count > 1 ? String(parts[1]) : "")
         case 6:
-            guard body.readableBytes == 4, let piece = body.readInteger(as: UInt32.self) else { throw WireError.malformed("a HAVE frame must hold a piece number") }
+            guard body.readableBytes == 4, let piece = body.readInteger(as: UInt32.self) else { throw .malformed("a HAVE frame must hold a piece number") }
             return .have(piece: piece)
         default:
-            throw WireError.malformed("unknown frame type \(type)")
+            throw .malformed("unknown frame type \(type)")
         }
     }
 }
