@@ -36,14 +36,27 @@ final class PartFile: @unchecked Sendable {
         partPath = savePath + ".part"
         let folder = (savePath as NSString).deletingLastPathComponent.isEmpty ? "." : (savePath as NSString).deletingLastPathComponent
         var info = stat()
-        guard lstat(folder, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
-            throw CommandFailure("INVALID_ARGUMENTS", "the folder \(folder) does not exist (or is not a folder)")
+        guard stat(folder, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw CommandFailure("INVALID_ARGUMENTS", "the folder \(folder) does not exist (or is not a folder); create it or choose another save location")
         }
-        guard lstat(savePath, &info) != 0 else {
-            throw CommandFailure("ALREADY_EXISTS", "\(savePath) already exists; choose another save location")
+        // Nothing is written through a symbolic link: the save location must be the real path.
+        let absolute = URL(fileURLWithPath: folder).standardizedFileURL.path
+        if let real = realpath(absolute, nil) {
+            defer { free(real) }
+            guard String(cString: real) == absolute else {
+                throw CommandFailure("INVALID_ARGUMENTS", "the folder \(folder) goes through a symbolic link (it is \(String(cString: real))); give the real path")
+            }
+        }
+        guard access(folder, W_OK | X_OK) == 0 else {
+            throw CommandFailure("PERMISSION_DENIED", "this peer may not write in \(folder); choose another save location")
+        }
+        if lstat(savePath, &info) == 0 {
+            let what = (info.st_mode & S_IFMT) == S_IFLNK ? "is a symbolic link" : "already exists"
+            throw CommandFailure("ALREADY_EXISTS", "\(savePath) \(what); choose another save location")
         }
         let fd = open(partPath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
+            if errno == ELOOP { throw CommandFailure("INVALID_ARGUMENTS", "\(partPath) is a symbolic link; remove it or choose another save location") }
             throw CommandFailure("INVALID_ARGUMENTS", "cannot write \(partPath): \(String(cString: strerror(errno)))")
         }
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
@@ -97,7 +110,7 @@ final class PartFile: @unchecked Sendable {
             let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
             if n < 0, errno == EINTR { continue }
             guard n > 0 else {
-                if n < 0, errno == ENOSPC || errno == EDQUOT { throw CommandFailure("DISK_FULL", "no space left to write \(partPath)") }
+                if n < 0, errno == ENOSPC || errno == EDQUOT || errno == EFBIG { throw CommandFailure("DISK_FULL", "no space left to write \(partPath)") }
                 throw CommandFailure("DOWNLOAD_FAILED", "cannot write \(partPath): \(String(cString: strerror(errno)))")
             }
             written += n

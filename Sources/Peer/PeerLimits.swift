@@ -1,5 +1,6 @@
 import NIOCore
 import Synchronization
+import TLS
 
 /// The resource limits of a peer, as a downloader and as a server (config/peer.conf.example
 /// documents each key and its default).
@@ -10,6 +11,14 @@ public struct PeerLimits: Sendable, Equatable {
     public var requestsPerPeer = 8
     /// Connections this peer serves at once, over all files (`upload-slots`).
     public var uploadSlots = 32
+    /// Of those, connections one certificate may hold (`uploads-per-peer`).
+    public var uploadsPerPeer = 4
+    /// Connections to this peer's server at once, before or after the handshake (`max-connections`).
+    public var maximumConnections = 256
+    /// Seconds a TLS handshake with this peer's server may take (`handshake-timeout`).
+    public var handshakeTimeout: Int64 = TLSConfiguration.defaultHandshakeTimeoutSeconds
+    /// Seconds a connection to this peer's server may stay without a request (`idle-timeout`).
+    public var idleTimeout: Int64 = 120
     /// Requests one client may have waiting at this peer before it is cut off (`queued-requests`).
     public var queuedRequestsPerConnection = 64
     /// Upload bytes per second over all connections; 0 means no limit (`upload-limit`).

@@ -24,7 +24,8 @@ public struct PeerConfiguration: Sendable {
     /// The keys a peer configuration file may set (config/peer.conf.example documents each).
     public static let configFileKeys: Set<String> = [
         "pki", "name", "state", "tls-backend", "heartbeat", "log-level", "peers-per-download", "requests-per-peer", "upload-slots",
-        "queued-requests", "upload-limit", "stall-timeout", "discovery-interval",
+        "queued-requests", "upload-limit", "stall-timeout", "discovery-interval", "uploads-per-peer", "max-connections", "handshake-timeout",
+        "idle-timeout",
     ]
 
     public init(host: String, port: Int, trackers: [TrackerAddress], pki: PKILayout, name: String, stateFolder: String) {
@@ -65,7 +66,9 @@ public final class PeerNode: @unchecked Sendable {
         identity = try SigningIdentity.load(named: configuration.name, from: configuration.pki)
         _ = try trust.current.validate(identity.certificate, as: .peer)
         index = try ShareIndex(stateFolder: configuration.stateFolder)
-        peerTLS = try configuration.tlsBackend.makeContext(TLSConfiguration(identity: identity, trust: trust, peerRole: .peer))
+        peerTLS = try configuration.tlsBackend.makeContext(TLSConfiguration(
+            identity: identity, trust: trust, peerRole: .peer, handshakeTimeoutSeconds: configuration.limits.handshakeTimeout
+        ))
         let trackerTLS = try configuration.tlsBackend.makeContext(TLSConfiguration(identity: identity, trust: trust, peerRole: .tracker))
         trackers = configuration.trackers.map { TrackerClient(address: $0, tls: trackerTLS, group: group) }
     }

@@ -25,7 +25,13 @@ public final class Seeder: Sendable {
     private let logger: Logger
     let limits: PeerLimits
     let pacer: UploadPacer
-    private let counters = Mutex<(sessions: Int, uploaded: [FileID: UInt64])>((0, [:]))
+    private let counters = Mutex<Counters>(Counters())
+
+    private struct Counters {
+        var connections = 0
+        var sessionsByPeer: [String: Int] = [:]
+        var uploaded: [FileID: UInt64] = [:]
+    }
 
     init(index: ShareIndex, partials: PartialShares, tls: TLSContext, threadPool: NIOThreadPool, limits: PeerLimits, logger: Logger) {
         self.index = index
@@ -43,9 +49,15 @@ public final class Seeder: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] child in
                 child.eventLoop.makeCompletedFuture {
+                    guard admitConnection() else {
+                        logger.warning("refusing a connection: the connection limit is reached", metadata: ["limit": "\(limits.maximumConnections)"])
+                        child.close(promise: nil)
+                        return
+                    }
+                    child.closeFuture.whenComplete { [self] _ in counters.withLock { $0.connections -= 1 } }
                     try child.pipeline.syncOperations.addHandlers([
                         TLSHandler(context: tls, side: .server),
-                        IdleStateHandler(readTimeout: .seconds(120)),
+                        IdleStateHandler(readTimeout: .seconds(limits.idleTimeout)),
                         ByteToMessageHandler(PeerFrameDecoder()),
                         MessageToByteHandler(PeerFrameEncoder()),
                         SeedSession(seeder: self, index: index, threadPool: threadPool, logger: logger),
@@ -62,16 +74,33 @@ public final class Seeder: Sendable {
         counters.withLock { $0.uploaded[file, default: 0] += UInt64(bytes) }
     }
 
-    /// Takes an upload slot, or returns false when all are in use.
-    func takeSlot() -> Bool {
+    private func admitConnection() -> Bool {
         counters.withLock { counters in
-            guard counters.sessions < limits.uploadSlots else { return false }
-            counters.sessions += 1
+            guard counters.connections < limits.maximumConnections else { return false }
+            counters.connections += 1
             return true
         }
     }
 
-    func releaseSlot() { counters.withLock { $0.sessions -= 1 } }
+    /// Takes an upload slot for `peer` (a certificate fingerprint), or says why none is free.
+    func takeSlot(for peer: String) -> String? {
+        counters.withLock { counters in
+            let all = counters.sessionsByPeer.values.reduce(0, +)
+            guard all < limits.uploadSlots else { return "all \(limits.uploadSlots) upload slots are in use; try again later" }
+            guard counters.sessionsByPeer[peer, default: 0] < limits.uploadsPerPeer else {
+                return "you hold \(limits.uploadsPerPeer) upload slots already; try again later"
+            }
+            counters.sessionsByPeer[peer, default: 0] += 1
+            return nil
+        }
+    }
+
+    func releaseSlot(for peer: String) {
+        counters.withLock { counters in
+            counters.sessionsByPeer[peer, default: 1] -= 1
+            if counters.sessionsByPeer[peer] == 0 { counters.sessionsByPeer[peer] = nil }
+        }
+    }
 }
 
 /// One downloader's connection to this peer.
@@ -93,6 +122,9 @@ final class SeedSession: ChannelInboundHandler {
     /// Reads run one after another so that blocks go out in the order they were asked for.
     private var previousRead: EventLoopFuture<Void>?
     private var queuedRequests = 0
+    private var peer = ""
+    /// Completed when the channel can take more bytes (reads from disk wait for it).
+    private var writable: EventLoopPromise<Void>?
 
     init(seeder: Seeder, index: ShareIndex, threadPool: NIOThreadPool, logger: Logger) {
         self.seeder = seeder
@@ -104,6 +136,7 @@ final class SeedSession: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSEvent.handshakeCompleted(let identity)? = event as? TLSEvent {
             logger[metadataKey: "peer"] = "\(identity.name)"
+            peer = identity.fingerprint
         } else if event is IdleStateHandler.IdleStateEvent {
             context.close(promise: nil)
         }
@@ -125,9 +158,11 @@ final class SeedSession: ChannelInboundHandler {
         if let serving {
             close(serving.fd)
             if case .partial(let share, let watcher) = serving.source { share.unwatch(watcher) }
-            seeder.releaseSlot()
+            seeder.releaseSlot(for: peer)
         }
         serving = nil
+        writable?.succeed()
+        writable = nil
         context.fireChannelInactive()
     }
 
@@ -146,9 +181,9 @@ final class SeedSession: ChannelInboundHandler {
                 logger.warning("not serving a file that changed since it was shared", metadata: ["path": "\(entry.dataPath)"])
                 return refuse("FILE_CHANGED", "the shared copy changed on disk; it is no longer served", context: context)
             }
-            guard seeder.takeSlot() else {
+            if let busy = seeder.takeSlot(for: peer) {
                 close(fd)
-                return refuse("BUSY", "all \(seeder.limits.uploadSlots) upload slots are in use; try again later", context: context)
+                return refuse("BUSY", busy, context: context)
             }
             serving = (file, .complete(entry), fd, entry.pieceSize, entry.size)
             logger.info("serving")
@@ -156,9 +191,9 @@ final class SeedSession: ChannelInboundHandler {
         } else if let share = seeder.partials.share(for: file) {
             let fd = open(share.partPath, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { return refuse("FILE_NOT_FOUND", "this peer has just finished or given up \(file); ask the tracker again", context: context) }
-            guard seeder.takeSlot() else {
+            if let busy = seeder.takeSlot(for: peer) {
                 close(fd)
-                return refuse("BUSY", "all \(seeder.limits.uploadSlots) upload slots are in use; try again later", context: context)
+                return refuse("BUSY", busy, context: context)
             }
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let eventLoop = context.eventLoop
@@ -221,8 +256,13 @@ final class SeedSession: ChannelInboundHandler {
                 return eventLoop.scheduleTask(in: wait) { data }.futureResult
             }
         }
-        let read = previousRead.map { $0.flatMap(paced) } ?? paced()
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        // A client that does not read its blocks is not sent more: the next read waits for room.
+        let whenWritable: @Sendable () -> EventLoopFuture<ByteBuffer> = {
+            let (session, context) = bound.value
+            return session.roomToWrite(context: context).flatMap(paced)
+        }
+        let read = previousRead.map { $0.flatMap(whenWritable) } ?? whenWritable()
         previousRead = read.map { data in
             let (session, context) = bound.value
             session.queuedRequests -= 1
@@ -234,6 +274,20 @@ final class SeedSession: ChannelInboundHandler {
             session.refuse("FILE_CHANGED", "the shared copy changed on disk; it is no longer served", context: context)
             throw error
         }
+    }
+
+    private func roomToWrite(context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+        if context.channel.isWritable || !context.channel.isActive { return context.eventLoop.makeSucceededVoidFuture() }
+        if writable == nil { writable = context.eventLoop.makePromise() }
+        return writable!.futureResult
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            writable?.succeed()
+            writable = nil
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     private func refuse(_ code: String, _ message: String, context: ChannelHandlerContext) {

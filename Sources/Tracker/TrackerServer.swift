@@ -21,6 +21,8 @@ public struct TrackerConfiguration: Sendable {
     /// Seconds between sweeps that drop silent holders.
     public var expirySweepInterval: TimeInterval = 30
     public var maximumConnections = 1024
+    /// Connections one certificate may hold at once.
+    public var maximumConnectionsPerPeer = 16
     /// Seconds a connection may stay without a request.
     public var idleTimeout: Int64 = 600
     public var handshakeTimeout: Int64 = TLSConfiguration.defaultHandshakeTimeoutSeconds
@@ -28,7 +30,7 @@ public struct TrackerConfiguration: Sendable {
 
     /// The keys a tracker configuration file may set (config/tracker.conf.example documents each).
     public static let configFileKeys: Set<String> = [
-        "pki", "name", "acl", "data", "ttl", "max-connections", "idle-timeout", "handshake-timeout", "tls-backend", "log-level",
+        "pki", "name", "acl", "data", "ttl", "max-connections", "max-connections-per-peer", "idle-timeout", "handshake-timeout", "tls-backend", "log-level",
     ]
 
     public init(host: String, port: Int, pki: PKILayout, name: String, aclPath: String?, dataFolder: String) {
@@ -147,8 +149,14 @@ public final class TrackerServer: Sendable {
         ])
     }
 
-    fileprivate func register(_ channel: Channel, identity: VerifiedIdentity) {
-        connections.withLock { $0[ObjectIdentifier(channel)] = (channel, identity) }
+    /// Records an authenticated connection; false if its certificate already holds as many as allowed.
+    fileprivate func register(_ channel: Channel, identity: VerifiedIdentity) -> Bool {
+        connections.withLock { connections in
+            let held = connections.values.count { $0.identity.fingerprint == identity.fingerprint }
+            guard held < configuration.maximumConnectionsPerPeer else { return false }
+            connections[ObjectIdentifier(channel)] = (channel, identity)
+            return true
+        }
     }
 
     fileprivate func log(_ level: Logger.Level, _ message: Logger.Message, identity: VerifiedIdentity?, _ metadata: @autoclosure () -> Logger.Metadata = [:]) {
@@ -246,8 +254,14 @@ final class TrackerSession: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSEvent.handshakeCompleted(let identity)? = event as? TLSEvent {
+            guard server.register(context.channel, identity: identity) else {
+                server.log(.warning, "refusing a connection: this certificate holds too many", identity: identity, [
+                    "host": "\(host)", "limit": "\(server.configuration.maximumConnectionsPerPeer)",
+                ])
+                context.close(promise: nil)
+                return
+            }
             self.identity = identity
-            server.register(context.channel, identity: identity)
             server.log(.debug, "peer connected", identity: identity, ["host": "\(host)"])
         } else if event is IdleStateHandler.IdleStateEvent {
             server.log(.info, "closing an idle connection", identity: identity)
@@ -270,6 +284,16 @@ final class TrackerSession: ChannelInboundHandler {
         let text = response.lines.map { $0 + "\n" }.joined()
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: text)), promise: nil)
         if badRequests >= Self.maximumBadRequests { context.close(promise: nil) }
+        // A client that sends requests without reading the answers is not read from until it catches up.
+        if !context.channel.isWritable { context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

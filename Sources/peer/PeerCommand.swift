@@ -54,6 +54,8 @@ struct PeerCommand: AsyncParsableCommand {
         if let seconds = try file?.integer("heartbeat", in: 5...3600) { settings.heartbeatInterval = Int64(seconds) }
         if let file { settings.limits = try Self.limits(from: file) }
         try ProgramSupport.bootstrapLogging(levelName: file?.string("log-level"))
+        // Past a file-size limit a write fails with a clear error instead of killing the peer.
+        signal(SIGXFSZ, SIG_IGN)
         var logger = Logger(label: "peer")
         logger[metadataKey: "me"] = "\(peerName)"
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
@@ -113,6 +115,10 @@ struct PeerCommand: AsyncParsableCommand {
         if let value = try file.integer("peers-per-download", in: 1...200) { limits.peersPerDownload = value }
         if let value = try file.integer("requests-per-peer", in: 1...64) { limits.requestsPerPeer = value }
         if let value = try file.integer("upload-slots", in: 1...1000) { limits.uploadSlots = value }
+        if let value = try file.integer("uploads-per-peer", in: 1...1000) { limits.uploadsPerPeer = value }
+        if let value = try file.integer("max-connections", in: 1...100_000) { limits.maximumConnections = value }
+        if let value = try file.integer("handshake-timeout", in: 1...300) { limits.handshakeTimeout = Int64(value) }
+        if let value = try file.integer("idle-timeout", in: 5...86400) { limits.idleTimeout = Int64(value) }
         if let value = try file.integer("queued-requests", in: 1...1024) { limits.queuedRequestsPerConnection = value }
         if let value = try file.integer("upload-limit", in: 0...Int(Int32.max)) { limits.uploadBytesPerSecond = UInt64(value) * 1024 }
         if let value = try file.integer("stall-timeout", in: 2...600) { limits.stallTimeout = Int64(value) }

@@ -10,9 +10,17 @@ final class PeerProcess {
     /// The address it serves other peers on, from its start-up line.
     private(set) var servingAddress = ""
 
-    init(folder: String, name: String, trackers: [String], pki: String, extra: [String] = []) throws {
-        process.executableURL = Command.productsFolder.appendingPathComponent("peer")
-        process.arguments = ["127.0.0.1:0"] + trackers + ["--pki", pki, "--name", name, "--state", "\(folder)/state-\(name)"] + extra
+    /// `fileSizeLimit` starts the peer under that RLIMIT_FSIZE (bytes), as a full disk would stop it.
+    init(folder: String, name: String, trackers: [String], pki: String, extra: [String] = [], fileSizeLimit: Int? = nil) throws {
+        let peer = Command.productsFolder.appendingPathComponent("peer")
+        let arguments = ["127.0.0.1:0"] + trackers + ["--pki", pki, "--name", name, "--state", "\(folder)/state-\(name)"] + extra
+        if let fileSizeLimit {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            process.arguments = ["--fsize=\(fileSizeLimit)", peer.path] + arguments
+        } else {
+            process.executableURL = peer
+            process.arguments = arguments
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: folder)
         process.standardInput = input
         process.standardOutput = output

@@ -118,28 +118,8 @@ import Wire
         let alice = try peer("alice", t1)
         #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
         // carol's certificate is valid; her holder offers every piece and never sends one.
-        let trust = TrustSource(try ca.trust())
-        let carol = try SigningIdentity.load(named: "carol", from: ca.layout)
         let (torrent, _) = try MTorrent.load(from: ca.folder.file("data.mtorrent"), trust: try ca.trust())
-        let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: carol, trust: trust, peerRole: .peer))
-        let group = MultiThreadedEventLoopGroup.singleton
-        let pieces = torrent.layout.pieceCount
-        let staller = try await ServerBootstrap(group: group)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        try TLSHandler(context: tls, side: .server), ByteToMessageHandler(PeerFrameDecoder()),
-                        MessageToByteHandler(PeerFrameEncoder()), StallingHolder(pieceCount: pieces),
-                    ])
-                }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-        let trackerTLS = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: carol, trust: trust, peerRole: .tracker))
-        let client = TrackerClient(address: t1.address, tls: trackerTLS, group: group)
-        let file = try #require(FileID(bytes: torrent.root))
-        let port = try #require(staller.localAddress?.port)
-        let registered = try await client.send(.share(file: file, size: torrent.layout.fileSize, port: UInt16(port), name: "data.bin"))
-        #expect(registered == .ok("shared \(file) from 127.0.0.1:\(port)"))
+        let (staller, client) = try await MisbehavingHolder.start(.stall, as: "carol", ca: ca, torrent: torrent, tracker: t1.address)
         let bob = try peer("bob", t1)
         let summary = try bob.run("get data.mtorrent bob.bin")
         #expect(summary.hasPrefix("SUCCESS: downloaded data.bin"), "\(summary)")
@@ -171,20 +151,62 @@ import Wire
     }
 }
 
-/// A holder with a valid certificate that offers every piece and never answers a request.
-final class StallingHolder: ChannelInboundHandler {
+/// A holder with a valid certificate that offers every piece and then misbehaves: it never
+/// answers a request, or it sends half of the first block asked for and hangs up.
+final class MisbehavingHolder: ChannelInboundHandler {
     typealias InboundIn = PeerFrame
-    typealias OutboundOut = PeerFrame
-    let pieceCount: Int
+    typealias OutboundOut = ByteBuffer
 
-    init(pieceCount: Int) {
+    enum Behaviour { case stall, hangUpMidPiece }
+    let pieceCount: Int
+    let behaviour: Behaviour
+
+    init(pieceCount: Int, behaviour: Behaviour) {
         self.pieceCount = pieceCount
+        self.behaviour = behaviour
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .hello = unwrapInboundIn(data) {
-            context.writeAndFlush(wrapOutboundOut(.bitfield(Bitfield.full(count: pieceCount).bytes)), promise: nil)
+        var out = context.channel.allocator.buffer(capacity: 64)
+        switch unwrapInboundIn(data) {
+        case .hello:
+            PeerFrame.bitfield(Bitfield.full(count: pieceCount).bytes).encode(into: &out)
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        case .request(let piece, let offset, let length) where behaviour == .hangUpMidPiece:
+            PeerFrame.piece(piece: piece, offset: offset, data: ByteBuffer(repeating: 0x5a, count: Int(length))).encode(into: &out)
+            let half = out.getSlice(at: out.readerIndex, length: out.readableBytes / 2)!
+            context.writeAndFlush(wrapOutboundOut(half)).whenComplete { _ in context.close(promise: nil) }
+        default:
+            break
         }
+    }
+
+    /// Serves on 127.0.0.1 as `name` and registers at the tracker as a holder of the torrent's file.
+    static func start(
+        _ behaviour: Behaviour, as name: String, ca: TestAuthority, torrent: MTorrent, tracker: TrackerAddress
+    ) async throws -> (server: Channel, client: TrackerClient) {
+        let trust = TrustSource(try ca.trust())
+        let identity = try SigningIdentity.load(named: name, from: ca.layout)
+        let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: identity, trust: trust, peerRole: .peer))
+        let group = MultiThreadedEventLoopGroup.singleton
+        let pieces = torrent.layout.pieceCount
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        try TLSHandler(context: tls, side: .server), ByteToMessageHandler(PeerFrameDecoder()),
+                        MisbehavingHolder(pieceCount: pieces, behaviour: behaviour),
+                    ])
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let trackerTLS = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: identity, trust: trust, peerRole: .tracker))
+        let client = TrackerClient(address: tracker, tls: trackerTLS, group: group)
+        let file = FileID(bytes: torrent.root)!
+        let port = UInt16(server.localAddress!.port!)
+        let registered = try await client.send(.share(file: file, size: torrent.layout.fileSize, port: port, name: torrent.name))
+        guard case .ok = registered else { throw CommandFailure("SHARE_FAILED", "\(registered)") }
+        return (server, client)
     }
 }
 

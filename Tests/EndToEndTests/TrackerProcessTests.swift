@@ -18,9 +18,9 @@ final class TrackerProcess {
     let address: TrackerAddress
     private let output = Pipe()
 
-    init(folder: String, arguments: [String]) throws {
+    init(folder: String, arguments: [String], listen: String = "127.0.0.1:0") throws {
         process.executableURL = Command.productsFolder.appendingPathComponent("tracker")
-        process.arguments = ["127.0.0.1:0"] + arguments
+        process.arguments = [listen] + arguments
         process.currentDirectoryURL = URL(fileURLWithPath: folder)
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice

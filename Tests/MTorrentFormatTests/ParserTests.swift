@@ -70,7 +70,7 @@ import Testing
         #expect(code(fixture.editing { $0[pieceLine] = "piece " + String(repeating: "0", count: 64) }) == .rootMismatch)
     }
 
-    @Test(arguments: ["../../etc/passwd", "a/b", "..", "nul\u{0}byte", "tab\tname"])
+    @Test(arguments: ["../../etc/passwd", "/etc/passwd", "a/b", "a\\b", "..", ".", "nul\u{0}byte", "tab\tname", String(repeating: "n", count: 256)])
     func pathTricksInTheNameAreRefused(name: String) throws {
         let fixture = try Fixture()
         #expect(code(fixture.editing { $0[3] = "name \(name)" }) == .badName)

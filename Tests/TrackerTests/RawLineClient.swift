@@ -6,7 +6,7 @@ import Wire
 
 /// Sends arbitrary lines to the tracker over mutual TLS and returns the first line of each answer.
 final class RawLineClient: @unchecked Sendable {
-    private let channel: Channel
+    let channel: Channel
     private let collector: LineCollector
 
     init(fixture: TrackerFixture, name: String) throws {

@@ -17,7 +17,11 @@ final class TrackerFixture: @unchecked Sendable {
     private(set) var server: TrackerServer!
     private(set) var address: TrackerAddress!
 
-    init(acl: String? = nil, timeToLive: TimeInterval = 300) throws {
+    /// Changes to the server's configuration (limits) applied at every start.
+    private let adjust: @Sendable (inout TrackerConfiguration) -> Void
+
+    init(acl: String? = nil, timeToLive: TimeInterval = 300, adjust: @escaping @Sendable (inout TrackerConfiguration) -> Void = { _ in }) throws {
+        self.adjust = adjust
         ca = try TestAuthority()
         try ca.identity(.tracker(name: "tracker1", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], days: 30))
         try ca.peer("alice", groups: ["lab"])
@@ -37,6 +41,7 @@ final class TrackerFixture: @unchecked Sendable {
         server?.stop()
         var configuration = TrackerConfiguration(host: "127.0.0.1", port: 0, pki: ca.layout, name: "tracker1", aclPath: aclPath, dataFolder: dataFolder)
         configuration.timeToLive = timeToLive
+        adjust(&configuration)
         var logger = Logger(label: "tracker-test")
         logger.logLevel = .critical
         server = try TrackerServer(configuration: configuration, logger: logger)

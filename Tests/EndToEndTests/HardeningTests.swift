@@ -1,0 +1,212 @@
+import Foundation
+import MTorrentFormat
+import NIOCore
+import NIOPosix
+import PKITesting
+import Pieces
+import Testing
+import Wire
+
+/// Limits, path checks and faults through the real `tracker` and `peer` binaries on 127.0.0.1:
+/// whoever misbehaves hits a limit or gets a clear error, and an honest peer is still served.
+@Suite(.serialized) struct HardeningTests {
+    private let ca: TestAuthority
+    private var folder: String { ca.folder.path }
+    private let fileSize = 8 * 1024 * 1024
+
+    init() throws {
+        ca = try TestAuthority()
+        try ca.identity(.tracker(name: "tracker1", dnsNames: [], ipAddresses: ["127.0.0.1"], days: 30))
+        for peer in ["alice", "bob", "carol"] { try ca.peer(peer) }
+        try makeFile("data.bin", size: fileSize)
+    }
+
+    private func makeFile(_ name: String, size: Int) throws {
+        var generator = SplitMix(seed: UInt64(size))
+        let bytes = (0..<size / 8).flatMap { _ in withUnsafeBytes(of: generator.next()) { Array($0) } }
+        try Data(bytes).write(to: URL(fileURLWithPath: ca.folder.file(name)))
+    }
+
+    private func tracker(listen: String = "127.0.0.1:0") throws -> TrackerProcess {
+        try TrackerProcess(folder: folder, arguments: ["--pki", ca.layout.folder, "--name", "tracker1", "--data", ca.folder.file("tracker-data")], listen: listen)
+    }
+
+    private func peer(_ name: String, _ tracker: TrackerAddress, config: String = "", fileSizeLimit: Int? = nil) throws -> PeerProcess {
+        let path = ca.folder.file("\(name).conf")
+        try (config + "stall-timeout = 2\ndiscovery-interval = 1\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return try PeerProcess(
+            folder: folder, name: name, trackers: [tracker.description, "127.0.0.1:1"], pki: ca.layout.folder, extra: ["--config", path],
+            fileSizeLimit: fileSizeLimit
+        )
+    }
+
+    private func same(_ a: String, _ b: String) -> Bool {
+        FileManager.default.contentsEqual(atPath: ca.folder.file(a), andPath: ca.folder.file(b))
+    }
+
+    private func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: ca.folder.file(name)) }
+
+    private func honestGet(_ tracker: TrackerAddress, as name: String = "bob", into file: String) throws {
+        let bob = try peer(name, tracker)
+        let summary = try bob.run("get data.mtorrent \(file)")
+        #expect(summary.hasPrefix("SUCCESS: downloaded data.bin"), "\(summary)")
+        #expect(same("data.bin", file))
+        _ = bob.finish()
+    }
+
+    // MARK: - Limits of a peer's server
+
+    @Test func oneCertificateGetsOnlyItsShareOfUploadSlots() async throws {
+        let t1 = try tracker()
+        let alice = try peer("alice", t1.address, config: "uploads-per-peer = 2\n")
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let file = try #require(FileID(bytes: try MTorrent.load(from: ca.folder.file("data.mtorrent"), trust: try ca.trust()).0.root))
+        var clients: [RawPeerClient] = []
+        for _ in 0..<3 {
+            let client = try await RawPeerClient.connect(to: alice.servingAddress, as: "carol", ca: ca)
+            client.send([.hello(file: file)])
+            _ = try await client.frames { !$0.isEmpty }
+            clients.append(client)
+        }
+        for client in clients.prefix(2) { #expect(try await client.frames().first.map { if case .bitfield = $0 { true } else { false } } == true) }
+        let refused = try await clients[2].frames { !$0.isEmpty }
+        #expect(refused.first.map { if case .reject(let code, _) = $0 { code == "BUSY" } else { false } } == true, "\(refused)")
+        try honestGet(t1.address, into: "bob.bin")
+    }
+
+    @Test func aClientQueueingTooManyRequestsIsCutOff() async throws {
+        let t1 = try tracker()
+        let alice = try peer("alice", t1.address)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let file = try #require(FileID(bytes: try MTorrent.load(from: ca.folder.file("data.mtorrent"), trust: try ca.trust()).0.root))
+        let greedy = try await RawPeerClient.connect(to: alice.servingAddress, as: "carol", ca: ca)
+        greedy.send([.hello(file: file)] + (0..<100).map { _ in .request(piece: 0, offset: 0, length: 1024) })
+        let frames = try await greedy.frames { $0.contains { if case .reject = $0 { true } else { false } } }
+        #expect(frames.contains(.reject(code: "TOO_MANY_REQUESTS", message: "more than 64 requests waiting")), "\(frames.count) frames")
+        #expect(await closes(greedy.channel, within: 5))
+        try honestGet(t1.address, into: "bob.bin")
+    }
+
+    @Test func aClientThatDoesNotReadIsNotSentMore() async throws {
+        try makeFile("big.bin", size: 32 * 1024 * 1024)
+        let t1 = try tracker()
+        let alice = try peer("alice", t1.address, config: "queued-requests = 200\n")
+        #expect(try alice.run("share big.bin big.mtorrent").hasPrefix("SUCCESS:"))
+        let torrent = try MTorrent.load(from: ca.folder.file("big.mtorrent"), trust: try ca.trust()).0
+        let slow = try await RawPeerClient.connect(to: alice.servingAddress, as: "carol", ca: ca)
+        slow.send([.hello(file: FileID(bytes: torrent.root)!)])
+        _ = try await slow.frames { !$0.isEmpty }
+        try await slow.stopReading()
+        let length = UInt32(torrent.layout.pieceSize)
+        slow.send((0..<torrent.layout.pieceCount).map { .request(piece: UInt32($0), offset: 0, length: length) })
+        try await Task.sleep(for: .seconds(2))
+        // Only what the sockets hold has been sent; the rest waits until the client reads.
+        let status = try alice.run("status")
+        let uploaded = status.firstMatch(of: /(\d+) bytes uploaded in all/).flatMap { Int($0.output.1) } ?? Int.max
+        #expect(uploaded < 24 * 1024 * 1024, "\(status)")
+        try await slow.channel.close()
+    }
+
+    @Test func silentConnectionsHitTheConnectionLimitAndTimeOut() async throws {
+        let t1 = try tracker()
+        let alice = try peer("alice", t1.address, config: "max-connections = 3\nhandshake-timeout = 1\nidle-timeout = 5\n")
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let address = try #require(TrackerAddress(alice.servingAddress))
+        var silent: [Channel] = []
+        for _ in 0..<4 {
+            silent.append(try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: Int(address.port)).get())
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        // The fourth is closed at once, the first three when their handshake time is up.
+        #expect(await closes(silent[3], within: 0.5))
+        for channel in silent.prefix(3) { #expect(await closes(channel, within: 5)) }
+        // An authenticated client that names the file and then says nothing is closed when idle.
+        let idle = try await RawPeerClient.connect(to: alice.servingAddress, as: "carol", ca: ca)
+        let file = try #require(FileID(bytes: try MTorrent.load(from: ca.folder.file("data.mtorrent"), trust: try ca.trust()).0.root))
+        idle.send([.hello(file: file)])
+        #expect(await closes(idle.channel, within: 10))
+        try honestGet(t1.address, into: "bob.bin")
+    }
+
+    // MARK: - Paths
+
+    @Test func saveLocationsThroughLinksOrNowhereAreRefusedClearly() throws {
+        let t1 = try tracker()
+        let alice = try peer("alice", t1.address)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let files = FileManager.default
+        try files.createDirectory(atPath: ca.folder.file("real"), withIntermediateDirectories: false)
+        try files.createSymbolicLink(atPath: ca.folder.file("link"), withDestinationPath: ca.folder.file("real"))
+        try "keep".write(toFile: ca.folder.file("victim.txt"), atomically: true, encoding: .utf8)
+        try files.createSymbolicLink(atPath: ca.folder.file("out.bin"), withDestinationPath: ca.folder.file("victim.txt"))
+        try files.createSymbolicLink(atPath: ca.folder.file("planted.bin.part"), withDestinationPath: ca.folder.file("victim.txt"))
+        let bob = try peer("bob", t1.address)
+        let throughLink = try bob.run("get data.mtorrent link/copy.bin")
+        #expect(throughLink.hasPrefix("FAILURE: INVALID_ARGUMENTS") && throughLink.contains("symbolic link"), "\(throughLink)")
+        let linkedSave = try bob.run("get data.mtorrent out.bin")
+        #expect(linkedSave.hasPrefix("FAILURE: ALREADY_EXISTS") && linkedSave.contains("symbolic link"), "\(linkedSave)")
+        let plantedPart = try bob.run("get data.mtorrent planted.bin")
+        #expect(plantedPart.hasPrefix("FAILURE: INVALID_ARGUMENTS") && plantedPart.contains("symbolic link"), "\(plantedPart)")
+        let missing = try bob.run("get data.mtorrent nowhere/copy.bin")
+        #expect(missing.hasPrefix("FAILURE: INVALID_ARGUMENTS") && missing.contains("does not exist"), "\(missing)")
+        #expect(try String(contentsOfFile: ca.folder.file("victim.txt"), encoding: .utf8) == "keep")
+        #expect(try files.contentsOfDirectory(atPath: ca.folder.file("real")).isEmpty)
+        // A folder nobody may write in (immutable, which stops root too), where the file system allows it.
+        try files.createDirectory(atPath: ca.folder.file("locked"), withIntermediateDirectories: false)
+        if (try? Command.run("/usr/bin/chattr", ["+i", ca.folder.file("locked")], in: folder))?.status == 0 {
+            defer { _ = try? Command.run("/usr/bin/chattr", ["-i", ca.folder.file("locked")], in: folder) }
+            let locked = try bob.run("get data.mtorrent locked/copy.bin")
+            #expect(locked.hasPrefix("FAILURE:") && (locked.contains("may not write") || locked.contains("not permitted")), "\(locked)")
+            #expect(try files.contentsOfDirectory(atPath: ca.folder.file("locked")).isEmpty)
+        }
+        #expect(try bob.run("get data.mtorrent real/copy.bin").hasPrefix("SUCCESS:"))
+    }
+
+    // MARK: - Faults
+
+    @Test func aHolderThatHangsUpMidPieceIsReplacedByAnother() async throws {
+        let t1 = try tracker()
+        let alice = try peer("alice", t1.address, config: "upload-limit = 4096\n")
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let (torrent, _) = try MTorrent.load(from: ca.folder.file("data.mtorrent"), trust: try ca.trust())
+        let (quitter, client) = try await MisbehavingHolder.start(.hangUpMidPiece, as: "carol", ca: ca, torrent: torrent, tracker: t1.address)
+        let bob = try peer("bob", t1.address)
+        let summary = try bob.run("get data.mtorrent bob.bin")
+        #expect(summary.hasPrefix("SUCCESS: downloaded data.bin") && summary.contains("from alice (32)"), "\(summary)")
+        #expect(same("data.bin", "bob.bin"))
+        client.close()
+        try await quitter.close()
+    }
+
+    @Test func aTrackerRestartDuringADownloadDoesNotStopIt() throws {
+        let first = try tracker()
+        let address = first.address
+        // 2 MiB/s: the download takes about 4 s; the tracker is killed and restarted in the middle.
+        let alice = try peer("alice", address, config: "upload-limit = 2048\n")
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let bob = try peer("bob", address)
+        #expect(bob.send("get data.mtorrent bob.bin"))
+        usleep(1_000_000)
+        first.kill9()
+        usleep(500_000)
+        let second = try tracker(listen: address.description)
+        let summary = bob.answer(timeout: 60)
+        #expect(summary.hasPrefix("SUCCESS: downloaded data.bin"), "\(summary)")
+        #expect(same("data.bin", "bob.bin"))
+        // The restarted tracker still lists alice's answered share.
+        try honestGet(second.address, as: "carol", into: "carol.bin")
+    }
+
+    @Test func aFullDiskIsReportedBeforeAnyTransferAndARetryWorks() throws {
+        let t1 = try tracker()
+        let alice = try peer("alice", t1.address)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        // bob may write files of at most 1 MB, as if his disk held only that much.
+        let cramped = try peer("bob", t1.address, fileSizeLimit: 1_000_000)
+        let failure = try cramped.run("get data.mtorrent bob.bin")
+        #expect(failure.hasPrefix("FAILURE: DISK_FULL"), "\(failure)")
+        #expect(!exists("bob.bin") && !exists("bob.bin.part"))
+        _ = cramped.finish()
+        try honestGet(t1.address, into: "bob.bin")
+    }
+}

@@ -1,0 +1,74 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Peer
+import Testing
+import Tracker
+import Wire
+
+/// Each limit of the tracker: a misbehaving client on 127.0.0.1 hits it while an honest peer is served.
+@Suite struct TrackerLimitTests {
+    private func honestPeerIsServed(_ fixture: TrackerFixture) async throws {
+        let answer = try await fixture.client("bob").send(.get(file: fileA))
+        #expect(answer == .failure(code: "FILE_NOT_FOUND", message: "no peer shares \(fileA)"))
+    }
+
+    @Test func oneCertificateCannotHoldMoreThanItsConnections() async throws {
+        let fixture = try TrackerFixture { $0.maximumConnectionsPerPeer = 2 }
+        let first = try RawLineClient(fixture: fixture, name: "alice")
+        let second = try RawLineClient(fixture: fixture, name: "alice")
+        #expect(try await first.exchange("GET \(fileA)").hasPrefix("ERR FILE_NOT_FOUND"))
+        #expect(try await second.exchange("GET \(fileA)").hasPrefix("ERR FILE_NOT_FOUND"))
+        let third = try RawLineClient(fixture: fixture, name: "alice")
+        await #expect(throws: (any Error).self) { try await third.exchange("GET \(fileA)") }
+        try await honestPeerIsServed(fixture)
+        #expect(try await first.exchange("GET \(fileA)").hasPrefix("ERR FILE_NOT_FOUND"))
+    }
+
+    @Test func connectionsThatNeverHandshakeAreClosedAndTheirPlacesFreed() async throws {
+        let fixture = try TrackerFixture {
+            $0.maximumConnections = 4
+            $0.handshakeTimeout = 1
+        }
+        // Four plain TCP connections that send nothing take every place.
+        var silent: [Channel] = []
+        for _ in 0..<4 {
+            silent.append(try await ClientBootstrap(group: fixture.group).connect(host: "127.0.0.1", port: Int(fixture.address.port)).get())
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        await #expect(throws: TrackerUnreachable.self) { try await fixture.client("bob").send(.get(file: fileA)) }
+        // The handshake timeout closes them; then the honest peer gets in.
+        for channel in silent { try await channel.closeFuture.get() }
+        try await honestPeerIsServed(fixture)
+    }
+
+    @Test func anIdleConnectionIsClosed() async throws {
+        let fixture = try TrackerFixture { $0.idleTimeout = 1 }
+        let idle = try RawLineClient(fixture: fixture, name: "alice")
+        #expect(try await idle.exchange("GET \(fileA)").hasPrefix("ERR FILE_NOT_FOUND"))
+        try await idle.channel.closeFuture.get()
+        try await honestPeerIsServed(fixture)
+    }
+
+    @Test func aClientThatDoesNotReadItsAnswersIsNotReadFrom() async throws {
+        let fixture = try TrackerFixture()
+        let greedy = try RawLineClient(fixture: fixture, name: "alice")
+        #expect(try await greedy.exchange("GET \(fileA)").hasPrefix("ERR FILE_NOT_FOUND"))
+        let channel = greedy.channel
+        try await channel.setOption(ChannelOptions.autoRead, value: false).get()
+        // 200,000 requests whose answers (about 20 MB) are more than the sockets between the two
+        // can hold. A tracker that kept reading would take them all in a few seconds, the client's
+        // outgoing buffer would empty and it would be writable again; it stays full instead.
+        let batch = String(repeating: "GET \(fileA)\n", count: 1000)
+        for _ in 0..<200 { channel.writeAndFlush(channel.allocator.buffer(string: batch), promise: nil) }
+        var drained = false
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !drained, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+            drained = try await channel.eventLoop.submit { channel.isWritable }.get()
+        }
+        #expect(!drained, "the tracker kept reading requests whose answers nobody read")
+        try await honestPeerIsServed(fixture)
+        try await channel.close()
+    }
+}
