@@ -20,6 +20,8 @@ public enum PeerFrame: Equatable, Sendable {
     public static let maximumBlockLength: UInt32 = 1024 * 1024
     /// Largest frame accepted (a full block plus its header).
     public static let maximumFrameLength = Int(maximumBlockLength) + 64
+    /// Largest REJECT payload (code, space and message) in bytes.
+    public static let maximumRejectLength = 1024
     /// Largest bitfield accepted (one bit per piece of the largest layout).
     public static let maximumBitfieldLength = 262_144 / 8
 
@@ -50,8 +52,9 @@ public enum PeerFrame: Equatable, Sendable {
             buffer.writeMultipleIntegers(piece, offset)
             buffer.writeBuffer(&data)
         case .reject(let code, let message):
-            let text = Array("\(code) \(message)".utf8.prefix(1024))
-            buffer.writeBytes(text)
+            var text = message
+            while code.utf8.count + 1 + text.utf8.count > PeerFrame.maximumRejectLength { text.removeLast() }
+            buffer.writeString(text.isEmpty ? code : "\(code) \(text)")
         case .have(let piece):
             buffer.writeInteger(piece)
         }
@@ -105,9 +108,20 @@ public struct PeerFrameDecoder: ByteToMessageDecoder {
             }
             return .piece(piece: piece, offset: offset, data: body.readSlice(length: body.readableBytes)!)
         case 5:
-            let text = String(decoding: body.readBytes(length: body.readableBytes)!, as: UTF8.self)
-            let parts = text.split(separator: " ", maxSplits: 1)
-            return .reject(code: String(parts.first ?? "REJECTED"), message: parts.count > 1 ? String(parts[1]) : "")
+            // `CODE` in capitals and underscores, then optionally one space and a sentence; split on
+            // the byte, not on characters, which can join a space to what precedes it.
+            let bytes = body.readBytes(length: body.readableBytes)!
+            guard bytes.count <= PeerFrame.maximumRejectLength else { throw .malformed("a REJECT frame longer than \(PeerFrame.maximumRejectLength) bytes") }
+            let space = bytes.firstIndex(of: UInt8(ascii: " ")) ?? bytes.count
+            let code = bytes[..<space]
+            guard !code.isEmpty, code.count <= 32, code.allSatisfy({ (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) || $0 == UInt8(ascii: "_") }) else {
+                throw .malformed("a REJECT frame must start with a code in capitals")
+            }
+            let rest = space < bytes.count ? Array(bytes[(space + 1)...]) : []
+            guard let message = String(validating: rest, as: UTF8.self), !message.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }),
+                  space == bytes.count || !message.isEmpty
+            else { throw .malformed("a REJECT frame's message must be UTF-8 text without control characters") }
+            return .reject(code: String(decoding: code, as: UTF8.self), message: message)
         case 6:
             guard body.readableBytes == 4, let piece = body.readInteger(as: UInt32.self) else { throw .malformed("a HAVE frame must hold a piece number") }
             return .have(piece: piece)

@@ -35,6 +35,19 @@ import Wire
         #expect(throws: WireError.self) { try decode([0, 0, 0, 6, 6, 0, 0, 0, 9, 0]) }
     }
 
+    @Test func aRejectIsSplitOnTheSpaceByteNotOnCharacters() throws {
+        // U+070F joins the following space into one character; splitting by characters lost the space.
+        let payload: [UInt8] = [UInt8(ascii: "E"), UInt8(ascii: " "), 0xdc, 0x8f, UInt8(ascii: " "), UInt8(ascii: "x")]
+        let frame = [0, 0, 0, UInt8(payload.count + 1), 5] + payload
+        #expect(try decode(frame) == [.reject(code: "E", message: "\u{070F} x")])
+        #expect(try decode(encoded(.reject(code: "E", message: "\u{070F} x"))) == [.reject(code: "E", message: "\u{070F} x")])
+        #expect(throws: WireError.self) { try decode([0, 0, 0, 5, 5, UInt8(ascii: "@"), 0xdc, 0x8f, UInt8(ascii: " ")]) }
+        #expect(throws: WireError.self) { try decode([0, 0, 0, 4, 5, UInt8(ascii: "E"), UInt8(ascii: " "), 0xff]) }
+        let long = String(repeating: "é", count: 2000)
+        let truncated = try decode(encoded(.reject(code: "BUSY", message: long)))
+        #expect(truncated.count == 1)
+    }
+
     @Test func anOversizeLengthIsRefusedBeforeItsBodyArrives() throws {
         let length = UInt32(PeerFrame.maximumFrameLength + 1)
         let header = withUnsafeBytes(of: length.bigEndian) { Array($0) }
