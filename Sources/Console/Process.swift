@@ -24,14 +24,23 @@ public enum ProgramSupport {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 
+    /// Calls `reload` on every SIGHUP for as long as the returned source is kept.
+    public static func onReload(_ reload: @escaping @Sendable () -> Void) -> DispatchSourceSignal {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "reload"))
+        source.setEventHandler(handler: reload)
+        source.resume()
+        return source
+    }
+
     /// Returns on SIGINT or SIGTERM; calls `reload` on every SIGHUP, if given.
     public static func waitForTermination(reload: (@Sendable () -> Void)? = nil) async {
         let queue = DispatchQueue(label: "signals")
         let stopSignals = [SIGINT, SIGTERM]
-        let handled = stopSignals + (reload == nil ? [] : [SIGHUP])
-        for number in handled { signal(number, SIG_IGN) }
-        let sources = handled.map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
-        if let reload { sources.last!.setEventHandler(handler: reload) }
+        for number in stopSignals { signal(number, SIG_IGN) }
+        let sources = stopSignals.map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
+        let reloading = reload.map(onReload)
+        defer { withExtendedLifetime(reloading) {} }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumed = Mutex(false)
             for source in sources.prefix(stopSignals.count) {

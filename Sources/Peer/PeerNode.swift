@@ -260,6 +260,14 @@ public final class PeerNode: @unchecked Sendable {
         return "\(outcome); no longer serving \(torrent.name) (the data file is kept)"
     }
 
+    /// Reloads the CA certificate and the CRL (the peer does this on SIGHUP): from then on every
+    /// handshake, as server and as client, and every `.mtorrent` check uses them.
+    public func reload() throws {
+        let newTrust = try TrustStore.load(from: configuration.pki)
+        trust.replace(with: newTrust)
+        logger.info("reloaded CA and CRL", metadata: ["crl": "\(newTrust.revocationList.number)"])
+    }
+
     /// Leaves the trackers and stops serving.
     public func stop() async {
         heartbeat?.cancel()

@@ -24,7 +24,7 @@ struct PeerCommand: AsyncParsableCommand {
               exit
             Each prints one line: 'SUCCESS: …' or 'FAILURE: CODE message'. Logs go to standard error.
             At the end of input the peer exits 0 if every command succeeded, 1 otherwise, unless
-            --keep-seeding keeps it serving until SIGINT or SIGTERM.
+            --keep-seeding keeps it serving until SIGINT or SIGTERM. SIGHUP rereads the CA and CRL.
             """
     )
 
@@ -63,6 +63,14 @@ struct PeerCommand: AsyncParsableCommand {
         threadPool.start()
         let node = try PeerNode(configuration: settings, group: group, threadPool: threadPool, logger: logger)
         try await node.start()
+        let reloading = ProgramSupport.onReload { [logger] in
+            do {
+                try node.reload()
+            } catch {
+                logger.error("could not reload the CA and CRL; keeping the old ones: \(error)")
+            }
+        }
+        defer { withExtendedLifetime(reloading) {} }
         FileHandle.standardError.write(Data("peer '\(peerName)' serving on \(listen.host):\(node.servingPort)\n".utf8))
         var allSucceeded = true
         var exitRequested = false

@@ -149,6 +149,29 @@ import Wire
         #expect(refused.finish() != 0)
     }
 
+    @Test func aSeederRefusesAPeerRevokedAfterItReloads() throws {
+        let t1 = try tracker("tracker1")
+        let trackers = [t1.address.description, "127.0.0.1:1"]
+        let alice = try peer("alice", trackers)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        // bob's machine still holds the CRL from before the revocation; the tracker is not reloaded.
+        let bobPKI = ca.folder.file("bob-pki")
+        try FileManager.default.createDirectory(atPath: "\(bobPKI)/issued", withIntermediateDirectories: true)
+        for file in ["ca.crt", "crl.pem", "issued/bob.crt", "issued/bob.key"] {
+            try FileManager.default.copyItem(atPath: "\(ca.layout.folder)/\(file)", toPath: "\(bobPKI)/\(file)")
+        }
+        try ca.authority.revoke(name: "bob", reason: .keyCompromise)
+        kill(alice.process.processIdentifier, SIGHUP)
+        usleep(500_000)
+        let bob = try peer("bob", trackers, pki: bobPKI)
+        let refused = try bob.run("get data.mtorrent b.bin")
+        #expect(refused.hasPrefix("FAILURE: DOWNLOAD_FAILED"), "\(refused)")
+        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("b.bin")))
+        // carol, not revoked, is still served.
+        let carol = try peer("carol", trackers)
+        #expect(try carol.run("get data.mtorrent c.bin").hasPrefix("SUCCESS:"))
+    }
+
     @Test func aCorruptPieceIsNeverWrittenAndItsSenderIsBanned() throws {
         let t1 = try tracker("tracker1")
         let trackers = [t1.address.description, "127.0.0.1:1"]
