@@ -34,7 +34,7 @@ let package = Package(
             providers: [.apt(["libgnutls28-dev"])]
         ),
         .target(name: "FileIO"),
-        .target(name: "Console", dependencies: [.product(name: "Logging", package: "swift-log")]),
+        .target(name: "Console", dependencies: [.product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
         .target(
             name: "PKI",
             dependencies: [
@@ -44,7 +44,7 @@ let package = Package(
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
-        .target(name: "Pieces", dependencies: ["COpenSSL", "FileIO"]),
+        .target(name: "Pieces", dependencies: ["COpenSSL", "FileIO", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
         .target(
             name: "MTorrentFormat",
             dependencies: [
@@ -55,6 +55,7 @@ let package = Package(
         .target(
             name: "TLS",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "COpenSSL", "PKI",
                 .target(name: "CGnuTLS", condition: .when(traits: ["GnuTLS"])),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -69,6 +70,7 @@ let package = Package(
         .target(
             name: "Tracker",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "Wire", "TLS", "PKI", "FileIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -79,6 +81,7 @@ let package = Package(
         .target(
             name: "Peer",
             dependencies: [
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 "Wire", "TLS", "PKI", "MTorrentFormat", "Pieces", "FileIO",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,7 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// What the long-running programs (`tracker`, `peer`) share: logs to standard error at a level
 /// named in their configuration, a line on standard output written at once, and waiting for
@@ -42,10 +42,10 @@ public enum ProgramSupport {
         let reloading = reload.map(onReload)
         defer { withExtendedLifetime(reloading) {} }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumed = Mutex(false)
+            let resumed = NIOLockedValueBox(false)
             for source in sources.prefix(stopSignals.count) {
                 source.setEventHandler {
-                    let first = resumed.withLock { done in
+                    let first = resumed.withLockedValue { done in
                         defer { done = true }
                         return !done
                     }

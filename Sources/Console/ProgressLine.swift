@@ -1,12 +1,12 @@
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A one-line progress display on a terminal's standard error: percentage, bytes, rate and ETA,
 /// redrawn at most five times a second. Absent when standard error is not a terminal.
 public final class ProgressLine: Sendable {
     private let label: String
     private let started = Date()
-    private let lastDraw = Mutex(Date.distantPast)
+    private let lastDraw = NIOLockedValueBox(Date.distantPast)
 
     /// `nil` when standard error is not a terminal, so scripts and logs stay clean.
     public static func make(label: String) -> ProgressLine? {
@@ -20,7 +20,7 @@ public final class ProgressLine: Sendable {
     /// Shows that `done` of `total` bytes are through.
     public func update(done: UInt64, total: UInt64) {
         let now = Date()
-        let draw = lastDraw.withLock { last in
+        let draw = lastDraw.withLockedValue { last in
             guard now.timeIntervalSince(last) >= 0.2 || done == total else { return false }
             last = now
             return true

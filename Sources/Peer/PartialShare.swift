@@ -1,5 +1,5 @@
 import Pieces
-import Synchronization
+import NIOConcurrencyHelpers
 import Wire
 
 /// A file this peer is still downloading, served to other peers piece by piece: only pieces
@@ -8,7 +8,7 @@ final class PartialShare: Sendable {
     let file: FileID
     let partPath: String
     let layout: PieceLayout
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
 
     private struct State {
         var held: Bitfield
@@ -20,16 +20,16 @@ final class PartialShare: Sendable {
         self.file = file
         self.partPath = partPath
         self.layout = layout
-        state = Mutex(State(held: held))
+        state = NIOLockedValueBox(State(held: held))
     }
 
-    var heldCount: Int { state.withLock { $0.held.heldCount } }
+    var heldCount: Int { state.withLockedValue { $0.held.heldCount } }
 
-    func holds(_ piece: Int) -> Bool { state.withLock { $0.held.contains(piece) } }
+    func holds(_ piece: Int) -> Bool { state.withLockedValue { $0.held.contains(piece) } }
 
     /// Records a verified, written piece and tells every watcher.
     func add(_ piece: Int) {
-        let watchers = state.withLock { state -> [@Sendable (Int) -> Void] in
+        let watchers = state.withLockedValue { state -> [@Sendable (Int) -> Void] in
             guard state.held.insert(piece) else { return [] }
             return Array(state.watchers.values)
         }
@@ -38,7 +38,7 @@ final class PartialShare: Sendable {
 
     /// The pieces held now, and a token; `onNewPiece` is called for every piece added after.
     func watch(_ onNewPiece: @escaping @Sendable (Int) -> Void) -> (held: Bitfield, token: Int) {
-        state.withLock { state in
+        state.withLockedValue { state in
             let token = state.nextWatcher
             state.nextWatcher += 1
             state.watchers[token] = onNewPiece
@@ -47,17 +47,17 @@ final class PartialShare: Sendable {
     }
 
     func unwatch(_ token: Int) {
-        _ = state.withLock { $0.watchers.removeValue(forKey: token) }
+        _ = state.withLockedValue { $0.watchers.removeValue(forKey: token) }
     }
 }
 
 /// The downloads in progress that this peer serves from, by file.
 final class PartialShares: Sendable {
-    private let shares = Mutex<[FileID: PartialShare]>([:])
+    private let shares = NIOLockedValueBox<[FileID: PartialShare]>([:])
 
-    func insert(_ share: PartialShare) { shares.withLock { $0[share.file] = share } }
+    func insert(_ share: PartialShare) { shares.withLockedValue { $0[share.file] = share } }
 
-    func remove(_ file: FileID) { _ = shares.withLock { $0.removeValue(forKey: file) } }
+    func remove(_ file: FileID) { _ = shares.withLockedValue { $0.removeValue(forKey: file) } }
 
-    func share(for file: FileID) -> PartialShare? { shares.withLock { $0[file] } }
+    func share(for file: FileID) -> PartialShare? { shares.withLockedValue { $0[file] } }
 }

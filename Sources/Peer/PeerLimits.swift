@@ -1,5 +1,5 @@
 import NIOCore
-import Synchronization
+import NIOConcurrencyHelpers
 import TLS
 
 /// The resource limits of a peer, as a downloader and as a server (config/peer.conf.example
@@ -35,7 +35,7 @@ public struct PeerLimits: Sendable, Equatable {
 /// bytes per second leave this peer: each block is given the next free slot on a shared timeline.
 final class UploadPacer: Sendable {
     private let bytesPerSecond: UInt64
-    private let nextFree = Mutex<NIODeadline>(.uptimeNanoseconds(0))
+    private let nextFree = NIOLockedValueBox<NIODeadline>(.uptimeNanoseconds(0))
 
     init(bytesPerSecond: UInt64) {
         self.bytesPerSecond = bytesPerSecond
@@ -46,7 +46,7 @@ final class UploadPacer: Sendable {
         guard bytesPerSecond > 0 else { return .zero }
         let now = NIODeadline.now()
         let duration = TimeAmount.nanoseconds(Int64(Double(bytes) / Double(bytesPerSecond) * 1e9))
-        return nextFree.withLock { next in
+        return nextFree.withLockedValue { next in
             let start = max(next, now)
             next = start + duration
             return start - now

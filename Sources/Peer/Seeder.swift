@@ -4,7 +4,7 @@ import NIOCore
 import NIOPosix
 import PKI
 import Pieces
-import Synchronization
+import NIOConcurrencyHelpers
 import TLS
 import Wire
 
@@ -25,7 +25,7 @@ public final class Seeder: Sendable {
     private let logger: Logger
     let limits: PeerLimits
     let pacer: UploadPacer
-    private let counters = Mutex<Counters>(Counters())
+    private let counters = NIOLockedValueBox<Counters>(Counters())
 
     private struct Counters {
         var connections = 0
@@ -54,7 +54,7 @@ public final class Seeder: Sendable {
                         child.close(promise: nil)
                         return
                     }
-                    child.closeFuture.whenComplete { [self] _ in counters.withLock { $0.connections -= 1 } }
+                    child.closeFuture.whenComplete { [self] _ in counters.withLockedValue { $0.connections -= 1 } }
                     try child.pipeline.syncOperations.addHandlers([
                         TLSHandler(context: tls, side: .server),
                         IdleStateHandler(readTimeout: .seconds(limits.idleTimeout)),
@@ -68,14 +68,14 @@ public final class Seeder: Sendable {
     }
 
     /// Bytes uploaded per file since this peer started.
-    var uploaded: [FileID: UInt64] { counters.withLock { $0.uploaded } }
+    var uploaded: [FileID: UInt64] { counters.withLockedValue { $0.uploaded } }
 
     func countUpload(_ bytes: Int, of file: FileID) {
-        counters.withLock { $0.uploaded[file, default: 0] += UInt64(bytes) }
+        counters.withLockedValue { $0.uploaded[file, default: 0] += UInt64(bytes) }
     }
 
     private func admitConnection() -> Bool {
-        counters.withLock { counters in
+        counters.withLockedValue { counters in
             guard counters.connections < limits.maximumConnections else { return false }
             counters.connections += 1
             return true
@@ -84,7 +84,7 @@ public final class Seeder: Sendable {
 
     /// Takes an upload slot for `peer` (a certificate fingerprint), or says why none is free.
     func takeSlot(for peer: String) -> String? {
-        counters.withLock { counters in
+        counters.withLockedValue { counters in
             let all = counters.sessionsByPeer.values.reduce(0, +)
             guard all < limits.uploadSlots else { return "all \(limits.uploadSlots) upload slots are in use; try again later" }
             guard counters.sessionsByPeer[peer, default: 0] < limits.uploadsPerPeer else {
@@ -96,7 +96,7 @@ public final class Seeder: Sendable {
     }
 
     func releaseSlot(for peer: String) {
-        counters.withLock { counters in
+        counters.withLockedValue { counters in
             counters.sessionsByPeer[peer, default: 1] -= 1
             if counters.sessionsByPeer[peer] == 0 { counters.sessionsByPeer[peer] = nil }
         }

@@ -1,6 +1,6 @@
 import FileIO
 import Foundation
-import Synchronization
+import NIOConcurrencyHelpers
 import Wire
 
 /// One file this peer serves: where the data and its `.mtorrent` are, its layout, and the size and
@@ -17,7 +17,7 @@ public struct ShareEntry: Codable, Sendable, Equatable {
 
 /// The files this peer serves, kept in `STATE/shares.json` so seeding resumes after a restart.
 public final class ShareIndex: Sendable {
-    private let entries: Mutex<[String: ShareEntry]>
+    private let entries: NIOLockedValueBox<[String: ShareEntry]>
     public let path: String
 
     public init(stateFolder: String) throws {
@@ -28,12 +28,12 @@ public final class ShareIndex: Sendable {
             let bytes = try FileIO.readFile(path, limit: 64 * 1024 * 1024)
             for entry in try JSONDecoder().decode([ShareEntry].self, from: Data(bytes)) { loaded[entry.root] = entry }
         }
-        entries = Mutex(loaded)
+        entries = NIOLockedValueBox(loaded)
     }
 
-    public var all: [ShareEntry] { entries.withLock { Array($0.values) }.sorted { $0.root < $1.root } }
+    public var all: [ShareEntry] { entries.withLockedValue { Array($0.values) }.sorted { $0.root < $1.root } }
 
-    public func entry(for file: FileID) -> ShareEntry? { entries.withLock { $0[file.description] } }
+    public func entry(for file: FileID) -> ShareEntry? { entries.withLockedValue { $0[file.description] } }
 
     public func add(_ entry: ShareEntry) throws {
         try update { $0[entry.root] = entry }
@@ -44,7 +44,7 @@ public final class ShareIndex: Sendable {
     }
 
     private func update(_ change: (inout [String: ShareEntry]) -> Void) throws {
-        try entries.withLock { entries in
+        try entries.withLockedValue { entries in
             change(&entries)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

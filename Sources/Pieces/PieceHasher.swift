@@ -1,6 +1,6 @@
 import Dispatch
 import FileIO
-import Synchronization
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
@@ -81,12 +81,12 @@ public enum PieceHasher {
         #if canImport(Glibc)
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         #endif
-        let shared = Mutex(HashingState(hashes: Array(repeating: [], count: layout.pieceCount)))
+        let shared = NIOLockedValueBox(HashingState(hashes: Array(repeating: [], count: layout.pieceCount)))
         let workerCount = max(1, min(workers, layout.pieceCount))
         DispatchQueue.concurrentPerform(iterations: workerCount) { _ in
             hashPieces(fd: fd, path: path, layout: layout, shared: shared, progress: progress)
         }
-        let state = shared.withLock { $0 }
+        let state = shared.withLockedValue { $0 }
         if let failure = state.failure { throw .file(failure) }
         let after = try fileStatus(fd, path: path)
         guard after.st_size == before.st_size, after.st_mtim.tv_sec == before.st_mtim.tv_sec,
@@ -103,14 +103,14 @@ public enum PieceHasher {
     }
 
     private static func hashPieces(
-        fd: Int32, path: String, layout: PieceLayout, shared: borrowing Mutex<HashingState>,
+        fd: Int32, path: String, layout: PieceLayout, shared: NIOLockedValueBox<HashingState>,
         progress: (@Sendable (UInt64) -> Void)?
     ) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(readBufferSize, max(layout.pieceSize, 1)), alignment: 4096)
         defer { buffer.deallocate() }
         let digest = SHA256Digest()
         while true {
-            let index: Int? = shared.withLock { state in
+            let index: Int? = shared.withLockedValue { state in
                 guard state.failure == nil, state.nextPiece < layout.pieceCount else { return nil }
                 defer { state.nextPiece += 1 }
                 return state.nextPiece
@@ -126,7 +126,7 @@ public enum PieceHasher {
                     let failure = n < 0
                         ? FileIOError.fromErrno(errno, path: path, operation: "read")
                         : FileIOError(.system(errno: EIO), path: path, operation: "read all of (the file shrank)")
-                    shared.withLock { $0.failure = $0.failure ?? failure }
+                    shared.withLockedValue { $0.failure = $0.failure ?? failure }
                     return
                 }
                 digest.update(UnsafeRawBufferPointer(rebasing: buffer[..<n]))
@@ -134,7 +134,7 @@ public enum PieceHasher {
                 remaining -= n
             }
             let hash = digest.finish()
-            let done = shared.withLock { state in
+            let done = shared.withLockedValue { state in
                 state.hashes[index] = hash
                 state.bytesDone += UInt64(layout.length(ofPiece: index))
                 return state.bytesDone

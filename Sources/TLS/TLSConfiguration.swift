@@ -1,5 +1,5 @@
 import PKI
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// Which side of a connection an engine plays.
 public enum TLSSide: Sendable, Equatable {
@@ -12,18 +12,18 @@ public enum TLSSide: Sendable, Equatable {
 /// The CA certificate and CRL that judge the other side, replaceable while connections are live:
 /// servers call ``replace(with:)`` on SIGHUP and every later handshake uses the new lists.
 public final class TrustSource: Sendable {
-    private let store: Mutex<TrustStore>
+    private let store: NIOLockedValueBox<TrustStore>
 
     public init(_ trust: TrustStore) {
-        store = Mutex(trust)
+        store = NIOLockedValueBox(trust)
     }
 
     /// The trust store in force now.
-    public var current: TrustStore { store.withLock { $0 } }
+    public var current: TrustStore { store.withLockedValue { $0 } }
 
     /// Puts a freshly loaded CA certificate and CRL in force.
     public func replace(with trust: TrustStore) {
-        store.withLock { $0 = trust }
+        store.withLockedValue { $0 = trust }
     }
 }
 

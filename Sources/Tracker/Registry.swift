@@ -1,7 +1,7 @@
 import FileIO
 import Foundation
 import PKI
-import Synchronization
+import NIOConcurrencyHelpers
 import Wire
 
 /// The outcome of a registry operation: a message for an OK answer or a coded refusal.
@@ -44,7 +44,7 @@ public final class Registry: Sendable {
         var journal: AppendLog
     }
 
-    private let state: Mutex<State>
+    private let state: NIOLockedValueBox<State>
     /// Holders silent for longer than this are dropped.
     public let timeToLive: TimeInterval
     public let path: String
@@ -63,16 +63,16 @@ public final class Registry: Sendable {
             for line in lines { Self.replay(line, into: &files, now: now) }
         }
         try FileIO.replaceAtomically(path, bytes: Array(Self.snapshot(files).map { $0 + "\n" }.joined().utf8), mode: 0o644)
-        state = Mutex(State(files: files, journal: try AppendLog(path: path)))
+        state = NIOLockedValueBox(State(files: files, journal: try AppendLog(path: path)))
     }
 
     /// Number of files and of holder entries, for the start-up log line.
     public var counts: (files: Int, holders: Int) {
-        state.withLock { state in (state.files.count, state.files.values.reduce(0) { $0 + $1.holders.count }) }
+        state.withLockedValue { state in (state.files.count, state.files.values.reduce(0) { $0 + $1.holders.count }) }
     }
 
     public func share(file: FileID, size: UInt64, name: String, address: String, identity: VerifiedIdentity, now: Date = Date()) throws -> RegistryOutcome {
-        try state.withLock { state in
+        try state.withLockedValue { state in
             if let entry = state.files[file] {
                 if entry.withdrawn {
                     return .refused(code: "WITHDRAWN", message: "\(file) was withdrawn from the network; an admin must allow it again")
@@ -91,7 +91,7 @@ public final class Registry: Sendable {
 
     /// The live holders of a file, or a refusal saying why there are none.
     public func holders(of file: FileID, now: Date = Date()) -> TrackerResponse {
-        state.withLock { state in
+        state.withLockedValue { state in
             guard let entry = state.files[file], !entry.withdrawn else {
                 return .failure(code: "FILE_NOT_FOUND", message: "no peer shares \(file)")
             }
@@ -107,7 +107,7 @@ public final class Registry: Sendable {
 
     /// Withdraws the caller's own entry, or — for the owner or an admin — the whole file.
     public func remove(file: FileID, address: String, identity: VerifiedIdentity, isAdmin: Bool) throws -> RegistryOutcome {
-        try state.withLock { state in
+        try state.withLockedValue { state in
             guard var entry = state.files[file], !entry.withdrawn else {
                 return .refused(code: "FILE_NOT_FOUND", message: "no peer shares \(file)")
             }
@@ -131,7 +131,7 @@ public final class Registry: Sendable {
 
     /// Lets a withdrawn file be shared again (admins only; the caller checks).
     public func allow(file: FileID) throws -> RegistryOutcome {
-        try state.withLock { state in
+        try state.withLockedValue { state in
             guard var entry = state.files[file], entry.withdrawn else {
                 return .refused(code: "FILE_NOT_FOUND", message: "\(file) is not withdrawn")
             }
@@ -144,7 +144,7 @@ public final class Registry: Sendable {
 
     /// Marks every entry of the caller at `address` as seen now.
     public func heartbeat(address: String, identity: VerifiedIdentity, now: Date = Date()) -> RegistryOutcome {
-        state.withLock { state in
+        state.withLockedValue { state in
             let key = Self.key(address, identity.name)
             var refreshed = 0
             for file in state.files.keys where state.files[file]!.holders[key] != nil {
@@ -157,7 +157,7 @@ public final class Registry: Sendable {
 
     /// Drops every entry of the caller at `address` at once.
     public func leave(address: String, identity: VerifiedIdentity) throws -> RegistryOutcome {
-        try state.withLock { state in
+        try state.withLockedValue { state in
             try state.journal.append(["leave \(address) \(identity.name)"])
             Self.dropHolder(Self.key(address, identity.name), from: &state.files)
             return .done("left")
@@ -167,7 +167,7 @@ public final class Registry: Sendable {
     /// Drops holders silent for longer than the time to live; returns how many.
     @discardableResult
     public func expire(now: Date = Date()) throws -> Int {
-        try state.withLock { state in
+        try state.withLockedValue { state in
             var lines: [String] = []
             for (file, entry) in state.files {
                 for (key, holder) in entry.holders where now.timeIntervalSince(holder.lastSeen) > timeToLive {

@@ -3,7 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PKI
-import Synchronization
+import NIOConcurrencyHelpers
 import TLS
 import Wire
 import X509
@@ -51,10 +51,10 @@ public final class TrackerServer: Sendable {
     private let logger: Logger
     private let trust: TrustSource
     private let tlsContext: TLSContext
-    private let acl: Mutex<AccessControlList>
-    private let connections = Mutex<[ObjectIdentifier: (channel: Channel, identity: VerifiedIdentity)]>([:])
-    private let channel = Mutex<Channel?>(nil)
-    private let connectionCount = Mutex(0)
+    private let acl: NIOLockedValueBox<AccessControlList>
+    private let connections = NIOLockedValueBox<[ObjectIdentifier: (channel: Channel, identity: VerifiedIdentity)]>([:])
+    private let channel = NIOLockedValueBox<Channel?>(nil)
+    private let connectionCount = NIOLockedValueBox(0)
 
     public init(configuration: TrackerConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -65,7 +65,7 @@ public final class TrackerServer: Sendable {
         var tls = TLSConfiguration(identity: identity, trust: trust, peerRole: .peer)
         tls.handshakeTimeoutSeconds = configuration.handshakeTimeout
         tlsContext = try configuration.tlsBackend.makeContext(tls)
-        acl = Mutex(try Self.loadACL(configuration.aclPath))
+        acl = NIOLockedValueBox(try Self.loadACL(configuration.aclPath))
         registry = try Registry(folder: configuration.dataFolder, timeToLive: configuration.timeToLive)
     }
 
@@ -85,11 +85,11 @@ public final class TrackerServer: Sendable {
                 }
             }
             .bind(host: configuration.host, port: configuration.port).wait()
-        channel.withLock { $0 = bound }
+        channel.withLockedValue { $0 = bound }
         scheduleExpiry(on: bound.eventLoop)
         let counts = registry.counts
         logger.info("tracker listening", metadata: [
-            "address": "\(bound.localAddress.map(Self.format) ?? "?")", "acl": "\(acl.withLock { $0.source })",
+            "address": "\(bound.localAddress.map(Self.format) ?? "?")", "acl": "\(acl.withLockedValue { $0.source })",
             "files": "\(counts.files)", "holders": "\(counts.holders)",
         ])
         if configuration.aclPath == nil {
@@ -100,8 +100,8 @@ public final class TrackerServer: Sendable {
 
     /// Stops accepting and closes every connection.
     public func stop() {
-        channel.withLock { $0 }?.close(promise: nil)
-        for (_, connection) in connections.withLock({ $0 }) { connection.channel.close(promise: nil) }
+        channel.withLockedValue { $0 }?.close(promise: nil)
+        for (_, connection) in connections.withLockedValue({ $0 }) { connection.channel.close(promise: nil) }
     }
 
     /// Reloads the CA certificate, the CRL and the ACL (the tracker does this on SIGHUP), and
@@ -110,9 +110,9 @@ public final class TrackerServer: Sendable {
         let newTrust = try TrustStore.load(from: configuration.pki)
         let newACL = try Self.loadACL(configuration.aclPath)
         trust.replace(with: newTrust)
-        acl.withLock { $0 = newACL }
+        acl.withLockedValue { $0 = newACL }
         var closed = 0
-        for (_, connection) in connections.withLock({ $0 }) where Self.isRevoked(connection.identity, by: newTrust) {
+        for (_, connection) in connections.withLockedValue({ $0 }) where Self.isRevoked(connection.identity, by: newTrust) {
             logger.warning("closing connection of a revoked certificate", metadata: ["peer": "\(connection.identity.name)"])
             connection.channel.close(promise: nil)
             closed += 1
@@ -126,7 +126,7 @@ public final class TrackerServer: Sendable {
     }
 
     private func setUp(_ child: Channel) throws {
-        let admitted = connectionCount.withLock { count -> Bool in
+        let admitted = connectionCount.withLockedValue { count -> Bool in
             guard count < configuration.maximumConnections else { return false }
             count += 1
             return true
@@ -137,8 +137,8 @@ public final class TrackerServer: Sendable {
             return
         }
         child.closeFuture.whenComplete { [self] _ in
-            connectionCount.withLock { $0 -= 1 }
-            connections.withLock { $0[ObjectIdentifier(child)] = nil }
+            connectionCount.withLockedValue { $0 -= 1 }
+            connections.withLockedValue { $0[ObjectIdentifier(child)] = nil }
         }
         let session = TrackerSession(server: self, remote: child.remoteAddress)
         try child.pipeline.syncOperations.addHandlers([
@@ -151,7 +151,7 @@ public final class TrackerServer: Sendable {
 
     /// Records an authenticated connection; false if its certificate already holds as many as allowed.
     fileprivate func register(_ channel: Channel, identity: VerifiedIdentity) -> Bool {
-        connections.withLock { connections in
+        connections.withLockedValue { connections in
             let held = connections.values.count { $0.identity.fingerprint == identity.fingerprint }
             guard held < configuration.maximumConnectionsPerPeer else { return false }
             connections[ObjectIdentifier(channel)] = (channel, identity)
@@ -178,7 +178,7 @@ public final class TrackerServer: Sendable {
         case .remove: action = .remove
         case .allow: action = .admin
         }
-        let rules = acl.withLock { $0 }
+        let rules = acl.withLockedValue { $0 }
         let decision = rules.decide(action, for: identity)
         log(decision.allowed ? .info : .warning, decision.allowed ? "allowed" : "denied", identity: identity, [
             "request": "\(request.line.prefix(100))", "rule": "\(decision.reason)",
