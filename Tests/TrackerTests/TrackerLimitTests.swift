@@ -28,14 +28,14 @@ import Wire
     @Test func connectionsThatNeverHandshakeAreClosedAndTheirPlacesFreed() async throws {
         let fixture = try TrackerFixture {
             $0.maximumConnections = 4
-            $0.handshakeTimeout = 1
+            $0.handshakeTimeout = 4
         }
         // Four plain TCP connections that send nothing take every place.
         var silent: [Channel] = []
         for _ in 0..<4 {
             silent.append(try await ClientBootstrap(group: fixture.group).connect(host: "127.0.0.1", port: Int(fixture.address.port)).get())
         }
-        try await Task.sleep(for: .milliseconds(200))
+        try await Task.sleep(for: .milliseconds(100))
         await #expect(throws: TrackerUnreachable.self) { try await fixture.client("bob").send(.get(file: fileA)) }
         // The handshake timeout closes them; then the honest peer gets in.
         for channel in silent { try await channel.closeFuture.get() }
@@ -43,7 +43,7 @@ import Wire
     }
 
     @Test func anIdleConnectionIsClosed() async throws {
-        let fixture = try TrackerFixture { $0.idleTimeout = 1 }
+        let fixture = try TrackerFixture { $0.idleTimeout = 3 }
         let idle = try RawLineClient(fixture: fixture, name: "alice")
         #expect(try await idle.exchange("GET \(fileA)").hasPrefix("ERR FILE_NOT_FOUND"))
         try await idle.channel.closeFuture.get()
