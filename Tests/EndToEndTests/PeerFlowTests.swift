@@ -134,11 +134,7 @@ import Wire
         let alice = try peer("alice", trackers)
         #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
         // bob's machine still holds the CRL from before the revocation.
-        let bobPKI = ca.folder.file("bob-pki")
-        try FileManager.default.createDirectory(atPath: "\(bobPKI)/issued", withIntermediateDirectories: true)
-        for file in ["ca.crt", "crl.pem", "issued/bob.crt", "issued/bob.key"] {
-            try FileManager.default.copyItem(atPath: "\(ca.layout.folder)/\(file)", toPath: "\(bobPKI)/\(file)")
-        }
+        let bobPKI = try machineCopy(of: "bob", from: ca)
         try ca.authority.revoke(name: "bob", reason: .keyCompromise)
         t1.signal(SIGHUP)
         usleep(500_000)
@@ -155,11 +151,7 @@ import Wire
         let alice = try peer("alice", trackers)
         #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
         // bob's machine still holds the CRL from before the revocation; the tracker is not reloaded.
-        let bobPKI = ca.folder.file("bob-pki")
-        try FileManager.default.createDirectory(atPath: "\(bobPKI)/issued", withIntermediateDirectories: true)
-        for file in ["ca.crt", "crl.pem", "issued/bob.crt", "issued/bob.key"] {
-            try FileManager.default.copyItem(atPath: "\(ca.layout.folder)/\(file)", toPath: "\(bobPKI)/\(file)")
-        }
+        let bobPKI = try machineCopy(of: "bob", from: ca)
         try ca.authority.revoke(name: "bob", reason: .keyCompromise)
         kill(alice.process.processIdentifier, SIGHUP)
         usleep(500_000)
@@ -178,15 +170,7 @@ import Wire
         let alice = try peer("alice", trackers)
         #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
         // Corrupt alice's copy but keep its size and timestamps, so her seeder serves bad bytes.
-        let path = ca.folder.file("data.bin")
-        var info = stat()
-        #expect(stat(path, &info) == 0)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        try handle.seek(toOffset: 1000)
-        handle.write(Data([0xde, 0xad]))
-        try handle.close()
-        var times = [info.st_atim, info.st_mtim]
-        #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+        try corruptKeepingTimestamps(ca.folder.file("data.bin"), at: [1000])
         let bob = try peer("bob", trackers)
         let failure = try bob.run("get data.mtorrent b.bin")
         #expect(failure.hasPrefix("FAILURE: DOWNLOAD_FAILED") && failure.contains("banned for corrupt data: alice"), "\(failure)")

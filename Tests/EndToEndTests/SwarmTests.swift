@@ -65,17 +65,7 @@ import Wire
         let bob = try peer("bob", t1, uploadKiBPerSecond: 2048)
         #expect(try bob.run("get data.mtorrent bob.bin").hasPrefix("SUCCESS:"))
         // Corrupt every piece of alice's copy but keep its size and timestamps: her seeder serves bad bytes.
-        let path = ca.folder.file("data.bin")
-        var info = stat()
-        #expect(stat(path, &info) == 0)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-        for offset in stride(from: 100, to: fileSize, by: pieceSize) {
-            try handle.seek(toOffset: UInt64(offset))
-            handle.write(Data([0xde, 0xad]))
-        }
-        try handle.close()
-        var times = [info.st_atim, info.st_mtim]
-        #expect(utimensat(AT_FDCWD, path, &times, 0) == 0)
+        try corruptKeepingTimestamps(ca.folder.file("data.bin"), at: Array(stride(from: 100, to: fileSize, by: pieceSize)))
         let carol = try peer("carol", t1)
         let summary = try carol.run("get data.mtorrent carol.bin")
         #expect(summary.hasPrefix("SUCCESS: downloaded data.bin"), "\(summary)")
