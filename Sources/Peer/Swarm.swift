@@ -137,9 +137,14 @@ final class Swarm: @unchecked Sendable {
         giveUpIfHopeless()
     }
 
+    /// A holder is one certificate at one address.
+    private static func key(of record: HolderRecord) -> String {
+        "\(record.address) \(record.fingerprint)"
+    }
+
     private func learn(_ records: [HolderRecord]) {
         for record in records {
-            let key = "\(record.address) \(record.fingerprint)"
+            let key = Self.key(of: record)
             if holders[key] == nil { holders[key] = HolderState(record: record) }
         }
     }
@@ -227,7 +232,7 @@ final class Swarm: @unchecked Sendable {
         guard let connection = connections.removeValue(forKey: id) else { return }
         if let bits = connection.bits { picker.holderLeft(bits) }
         for piece in connection.assigned { picker.release(piece, from: id) }
-        let key = "\(connection.holder.address) \(connection.holder.fingerprint)"
+        let key = Self.key(of: connection.holder)
         if var state = holders[key], state.connection == id {
             state.connection = nil
             state.fruitlessAttempts += 1
@@ -247,7 +252,7 @@ final class Swarm: @unchecked Sendable {
     }
 
     private func exclude(_ holder: HolderRecord) {
-        holders["\(holder.address) \(holder.fingerprint)"]?.excluded = true
+        holders[Self.key(of: holder)]?.excluded = true
     }
 
     private func ban(_ connection: SwarmConnection, piece: Int, _ reason: String) {
@@ -396,7 +401,7 @@ final class Swarm: @unchecked Sendable {
         verifiedBytes += UInt64(length)
         piecesByHolder[connection.holder.name, default: 0] += 1
         if connection.bits?.isComplete == false { lastPieceFromPartialHolder = .now() }
-        let key = "\(connection.holder.address) \(connection.holder.fingerprint)"
+        let key = Self.key(of: connection.holder)
         holders[key]?.fruitlessAttempts = 0
         lastProgress = .now()
         progress?(verifiedBytes, torrent.layout.fileSize)

@@ -128,14 +128,19 @@ import Wire
         await #expect(throws: TrackerUnreachable.self) { try await client.send(.heartbeat(port: 1)) }
     }
 
-    @Test func aRevokedPeerIsRefusedAfterTheTrackerReloads() throws {
+    /// alice shares data.bin; then bob is revoked, while bob's machine keeps the CRL from before.
+    private func aliceSharesThenBobIsRevoked() throws -> (TrackerProcess, [String], PeerProcess, bobPKI: String) {
         let t1 = try tracker("tracker1")
         let trackers = [t1.address.description, "127.0.0.1:1"]
         let alice = try peer("alice", trackers)
         #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
-        // bob's machine still holds the CRL from before the revocation.
         let bobPKI = try machineCopy(of: "bob", from: ca)
         try ca.authority.revoke(name: "bob", reason: .keyCompromise)
+        return (t1, trackers, alice, bobPKI)
+    }
+
+    @Test func aRevokedPeerIsRefusedAfterTheTrackerReloads() throws {
+        let (t1, trackers, _, bobPKI) = try aliceSharesThenBobIsRevoked()
         t1.signal(SIGHUP)
         usleep(500_000)
         let bob = try peer("bob", trackers, pki: bobPKI)
@@ -146,13 +151,9 @@ import Wire
     }
 
     @Test func aSeederRefusesAPeerRevokedAfterItReloads() throws {
-        let t1 = try tracker("tracker1")
-        let trackers = [t1.address.description, "127.0.0.1:1"]
-        let alice = try peer("alice", trackers)
-        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
-        // bob's machine still holds the CRL from before the revocation; the tracker is not reloaded.
-        let bobPKI = try machineCopy(of: "bob", from: ca)
-        try ca.authority.revoke(name: "bob", reason: .keyCompromise)
+        // The tracker is not reloaded: only alice learns of the revocation.
+        let (t1, trackers, alice, bobPKI) = try aliceSharesThenBobIsRevoked()
+        defer { withExtendedLifetime(t1) {} }
         kill(alice.process.processIdentifier, SIGHUP)
         usleep(500_000)
         let bob = try peer("bob", trackers, pki: bobPKI)
