@@ -32,6 +32,8 @@ final class RawLineClient: @unchecked Sendable {
         let collector = self.collector
         let channel = self.channel
         try await channel.eventLoop.submit {
+            // Closed already: no channelInactive will come to fail the promise.
+            guard channel.isActive else { return promise.fail(WireError.closed) }
             collector.waiting.append(promise)
             channel.writeAndFlush(channel.allocator.buffer(string: line + "\n"), promise: nil)
         }.get()

@@ -7,7 +7,7 @@ import Tracker
 import Wire
 
 /// Each limit of the tracker: a misbehaving client on 127.0.0.1 hits it while an honest peer is served.
-@Suite(.serialized) struct TrackerLimitTests {
+@Suite struct TrackerLimitTests {
     private func honestPeerIsServed(_ fixture: TrackerFixture) async throws {
         let answer = try await fixture.client("bob").send(.get(file: fileA))
         #expect(answer == .failure(code: "FILE_NOT_FOUND", message: "no peer shares \(fileA)"))
