@@ -7,7 +7,7 @@ import Tracker
 import Wire
 
 /// Each limit of the tracker: a misbehaving client on 127.0.0.1 hits it while an honest peer is served.
-@Suite struct TrackerLimitTests {
+@Suite(.serialized) struct TrackerLimitTests {
     private func honestPeerIsServed(_ fixture: TrackerFixture) async throws {
         let answer = try await fixture.client("bob").send(.get(file: fileA))
         #expect(answer == .failure(code: "FILE_NOT_FOUND", message: "no peer shares \(fileA)"))
@@ -28,7 +28,7 @@ import Wire
     @Test func connectionsThatNeverHandshakeAreClosedAndTheirPlacesFreed() async throws {
         let fixture = try TrackerFixture {
             $0.maximumConnections = 4
-            $0.handshakeTimeout = 4
+            $0.handshakeTimeout = 8
         }
         // Four plain TCP connections that send nothing take every place.
         var silent: [Channel] = []
