@@ -2,19 +2,6 @@ import FileIO
 import Foundation
 import Pieces
 
-/// A command that failed, with the code the shell prints (`FAILURE: CODE message`).
-public struct CommandFailure: Error, CustomStringConvertible, Equatable {
-    public let code: String
-    public let message: String
-
-    public init(_ code: String, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { "\(code) \(message)" }
-}
-
 /// Where a download lands: only verified pieces are written, into `<save>.part`; the save path
 /// appears only when the whole file is there, synced, and never over an existing file.
 ///
@@ -37,41 +24,41 @@ final class PartFile: @unchecked Sendable {
         let folder = (savePath as NSString).deletingLastPathComponent.isEmpty ? "." : (savePath as NSString).deletingLastPathComponent
         var info = stat()
         guard stat(folder, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
-            throw CommandFailure("INVALID_ARGUMENTS", "the folder \(folder) does not exist (or is not a folder); create it or choose another save location")
+            throw CommandFailure(.invalidArguments, "the folder \(folder) does not exist (or is not a folder); create it or choose another save location")
         }
         // Nothing is written through a symbolic link: the save location must be the real path.
         let absolute = URL(fileURLWithPath: folder).standardizedFileURL.path
         if let real = realpath(absolute, nil) {
             defer { free(real) }
             guard String(cString: real) == absolute else {
-                throw CommandFailure("INVALID_ARGUMENTS", "the folder \(folder) goes through a symbolic link (it is \(String(cString: real))); give the real path")
+                throw CommandFailure(.invalidArguments, "the folder \(folder) goes through a symbolic link (it is \(String(cString: real))); give the real path")
             }
         }
         guard access(folder, W_OK | X_OK) == 0 else {
-            throw CommandFailure("PERMISSION_DENIED", "this peer may not write in \(folder); choose another save location")
+            throw CommandFailure(.permissionDenied, "this peer may not write in \(folder); choose another save location")
         }
         if lstat(savePath, &info) == 0 {
             let what = (info.st_mode & S_IFMT) == S_IFLNK ? "is a symbolic link" : "already exists"
-            throw CommandFailure("ALREADY_EXISTS", "\(savePath) \(what); choose another save location")
+            throw CommandFailure(.alreadyExists, "\(savePath) \(what); choose another save location")
         }
         let fd = open(partPath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
-            if errno == ELOOP { throw CommandFailure("INVALID_ARGUMENTS", "\(partPath) is a symbolic link; remove it or choose another save location") }
-            throw CommandFailure("INVALID_ARGUMENTS", "cannot write \(partPath): \(String(cString: strerror(errno)))")
+            if errno == ELOOP { throw CommandFailure(.invalidArguments, "\(partPath) is a symbolic link; remove it or choose another save location") }
+            throw CommandFailure(.invalidArguments, "cannot write \(partPath): \(String(cString: strerror(errno)))")
         }
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
-            throw CommandFailure("INVALID_ARGUMENTS", "\(partPath) exists and is not a regular file")
+            throw CommandFailure(.invalidArguments, "\(partPath) exists and is not a regular file")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
-            throw CommandFailure("ALREADY_RUNNING", "another download is writing \(partPath)")
+            throw CommandFailure(.alreadyRunning, "another download is writing \(partPath)")
         }
         let earlier = info.st_size > 0
         if earlier, UInt64(info.st_size) != layout.fileSize, ftruncate(fd, off_t(layout.fileSize)) != 0 {
             let reason = String(cString: strerror(errno))
             close(fd)
-            throw CommandFailure("DOWNLOAD_FAILED", "cannot resize \(partPath): \(reason)")
+            throw CommandFailure(.downloadFailed, "cannot resize \(partPath): \(reason)")
         }
         // Reserve the space now: a full disk is reported before any transfer, and writes into
         // reserved blocks are cheaper. File systems without reservation get a sparse file.
@@ -79,13 +66,13 @@ final class PartFile: @unchecked Sendable {
         if reserved == ENOSPC || reserved == EFBIG {
             close(fd)
             if !earlier { unlink(partPath) }
-            throw CommandFailure("DISK_FULL", "not enough free space for \(layout.fileSize) bytes at \(partPath)")
+            throw CommandFailure(.diskFull, "not enough free space for \(layout.fileSize) bytes at \(partPath)")
         }
         if reserved != 0, ftruncate(fd, off_t(layout.fileSize)) != 0 {
             let reason = String(cString: strerror(errno))
             close(fd)
             if !earlier { unlink(partPath) }
-            throw CommandFailure("DOWNLOAD_FAILED", "cannot make room for \(layout.fileSize) bytes in \(partPath): \(reason)")
+            throw CommandFailure(.downloadFailed, "cannot make room for \(layout.fileSize) bytes in \(partPath): \(reason)")
         }
         self.fd = fd
         resumed = earlier ? Self.intactPieces(of: partPath, layout: layout, pieceHashes: pieceHashes) : Bitfield(count: layout.pieceCount)
@@ -110,8 +97,8 @@ final class PartFile: @unchecked Sendable {
             let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset) + off_t(written))
             if n < 0, errno == EINTR { continue }
             guard n > 0 else {
-                if n < 0, errno == ENOSPC || errno == EDQUOT || errno == EFBIG { throw CommandFailure("DISK_FULL", "no space left to write \(partPath)") }
-                throw CommandFailure("DOWNLOAD_FAILED", "cannot write \(partPath): \(String(cString: strerror(errno)))")
+                if n < 0, errno == ENOSPC || errno == EDQUOT || errno == EFBIG { throw CommandFailure(.diskFull, "no space left to write \(partPath)") }
+                throw CommandFailure(.downloadFailed, "cannot write \(partPath): \(String(cString: strerror(errno)))")
             }
             written += n
         }
@@ -128,10 +115,10 @@ final class PartFile: @unchecked Sendable {
 
     /// Syncs the data and gives it its final name, refusing to replace anything there.
     func finish() throws(CommandFailure) {
-        guard fsync(fd) == 0 else { throw CommandFailure("DOWNLOAD_FAILED", "cannot sync \(partPath): \(String(cString: strerror(errno)))") }
+        guard fsync(fd) == 0 else { throw CommandFailure(.downloadFailed, "cannot sync \(partPath): \(String(cString: strerror(errno)))") }
         guard link(partPath, savePath) == 0 else {
-            if errno == EEXIST { throw CommandFailure("ALREADY_EXISTS", "\(savePath) appeared during the download; the data stays in \(partPath)") }
-            throw CommandFailure("DOWNLOAD_FAILED", "cannot create \(savePath): \(String(cString: strerror(errno)))")
+            if errno == EEXIST { throw CommandFailure(.alreadyExists, "\(savePath) appeared during the download; the data stays in \(partPath)") }
+            throw CommandFailure(.downloadFailed, "cannot create \(savePath): \(String(cString: strerror(errno)))")
         }
         finished = true
         unlink(partPath)

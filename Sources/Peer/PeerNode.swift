@@ -101,18 +101,18 @@ public final class PeerNode: @unchecked Sendable {
 
     /// `share <file> <mtorrent>`: sign a `.mtorrent`, announce it at the trackers, remember it.
     public func share(file path: String, mtorrent destination: String) async throws(CommandFailure) -> String {
-        guard let stamp = FileStamp(path: path) else { throw CommandFailure("FILE_NOT_FOUND", "\(path) is not a readable file") }
-        guard !FileIO.exists(destination) else { throw CommandFailure("ALREADY_EXISTS", "\(destination) already exists") }
+        guard let stamp = FileStamp(path: path) else { throw CommandFailure(.fileNotFound, "\(path) is not a readable file") }
+        guard !FileIO.exists(destination) else { throw CommandFailure(.alreadyExists, "\(destination) already exists") }
         let torrent: MTorrent
         do {
             torrent = try MTorrent.create(fileAt: path, trackers: configuration.trackers, identity: identity, trust: trust.current)
             try FileIO.createExclusive(destination, bytes: try torrent.serialized(), mode: 0o644)
         } catch let error as MTorrentError {
-            throw CommandFailure(error.code == .badName ? "INVALID_ARGUMENTS" : "SIGNATURE_INVALID", error.description)
+            throw CommandFailure(error.code == .badName ? .invalidArguments : .signatureInvalid, error.description)
         } catch {
-            throw CommandFailure("FILE_NOT_FOUND", "\(error)")
+            throw CommandFailure(.fileNotFound, "\(error)")
         }
-        guard FileStamp(path: path) == stamp else { throw CommandFailure("FILE_CHANGED", "\(path) changed while it was being shared; share it again") }
+        guard FileStamp(path: path) == stamp else { throw CommandFailure(.fileChanged, "\(path) changed while it was being shared; share it again") }
         let file = FileID(bytes: torrent.root)!
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
         do {
@@ -121,7 +121,7 @@ public final class PeerNode: @unchecked Sendable {
                 size: stamp.size, pieceSize: torrent.layout.pieceSize, modifiedSeconds: stamp.seconds, modifiedNanoseconds: stamp.nanoseconds
             ))
         } catch {
-            throw CommandFailure("STATE_ERROR", "cannot remember the share: \(error)")
+            throw CommandFailure(.stateError, "cannot remember the share: \(error)")
         }
         let outcome = try await announce(.share(file: file, size: torrent.layout.fileSize, port: servingPort, name: torrent.name))
         return "shared \(torrent.name) (\(torrent.layout.fileSize) bytes, root \(torrent.rootHex.prefix(16))…) at \(outcome); wrote \(destination)"
@@ -136,8 +136,8 @@ public final class PeerNode: @unchecked Sendable {
         do {
             (torrent, signer) = try MTorrent.load(from: path, trust: trust.current)
         } catch {
-            if error.code == .unreadable { throw CommandFailure("MTORRENT_FILE_NOT_FOUND", error.description) }
-            throw CommandFailure("SIGNATURE_INVALID", "\(path) is refused before any network traffic: \(error.description)")
+            if error.code == .unreadable { throw CommandFailure(.mtorrentFileNotFound, error.description) }
+            throw CommandFailure(.signatureInvalid, "\(path) is refused before any network traffic: \(error.description)")
         }
         let part = try await openPart(savePath: savePath, torrent: torrent)
         let file = FileID(bytes: torrent.root)!
@@ -200,7 +200,7 @@ public final class PeerNode: @unchecked Sendable {
                 return .failure(error)
             }
         }
-        guard let result else { throw CommandFailure("DOWNLOAD_FAILED", "the peer is shutting down") }
+        guard let result else { throw CommandFailure(.downloadFailed, "the peer is shutting down") }
         return try result.get()
     }
 
@@ -216,14 +216,14 @@ public final class PeerNode: @unchecked Sendable {
                 for record in records where !holders.contains(record) && record.fingerprint != ownFingerprint { holders.append(record) }
             case .failure(let code, let message)?:
                 reached += 1
-                if code == "ACCESS_DENIED" { denied = message }
+                if code == .accessDenied { denied = message }
             default:
                 logger.warning("tracker unreachable", metadata: ["tracker": "\(tracker.address)"])
             }
         }
-        guard reached > 0 else { throw CommandFailure("TRACKERS_UNREACHABLE", "neither tracker answered (\(trackers.map(\.address.description).joined(separator: ", ")))") }
-        if holders.isEmpty, let denied { throw CommandFailure("ACCESS_DENIED", denied) }
-        guard !holders.isEmpty else { throw CommandFailure("NO_SEEDERS", "no online peer holds \(name)") }
+        guard reached > 0 else { throw CommandFailure(.trackersUnreachable, "neither tracker answered (\(trackers.map(\.address.description).joined(separator: ", ")))") }
+        if holders.isEmpty, let denied { throw CommandFailure(.accessDenied, denied) }
+        guard !holders.isEmpty else { throw CommandFailure(.noSeeders, "no online peer holds \(name)") }
         return holders
     }
 
@@ -247,15 +247,15 @@ public final class PeerNode: @unchecked Sendable {
         do {
             (torrent, _) = try MTorrent.load(from: path, trust: trust.current)
         } catch {
-            if error.code == .unreadable { throw CommandFailure("MTORRENT_FILE_NOT_FOUND", error.description) }
-            throw CommandFailure("SIGNATURE_INVALID", error.description)
+            if error.code == .unreadable { throw CommandFailure(.mtorrentFileNotFound, error.description) }
+            throw CommandFailure(.signatureInvalid, error.description)
         }
         let file = FileID(bytes: torrent.root)!
         let outcome = try await announce(.remove(file: file, port: servingPort))
         do {
             try index.remove(file)
         } catch {
-            throw CommandFailure("STATE_ERROR", "cannot update the share index: \(error)")
+            throw CommandFailure(.stateError, "cannot update the share index: \(error)")
         }
         return "\(outcome); no longer serving \(torrent.name) (the data file is kept)"
     }
@@ -287,7 +287,7 @@ public final class PeerNode: @unchecked Sendable {
                 if case .failure(let code, let message)? = answer.1 { return CommandFailure(code, message) }
                 return nil
             }).first { throw refusal }
-            throw CommandFailure("TRACKERS_UNREACHABLE", "neither tracker answered (\(trackers.map(\.address.description).joined(separator: ", ")))")
+            throw CommandFailure(.trackersUnreachable, "neither tracker answered (\(trackers.map(\.address.description).joined(separator: ", ")))")
         }
         var text = "tracker " + accepted.map(\.0.description).joined(separator: " and ")
         let failed = answers.filter { if case .ok = $0.1 { return false } else { return true } }

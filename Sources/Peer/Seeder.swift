@@ -150,7 +150,7 @@ final class SeedSession: ChannelInboundHandler {
         case .request(let piece, let offset, let length):
             request(piece: piece, offset: offset, length: length, context: context)
         default:
-            refuse("BAD_REQUEST", "only HELLO and REQUEST frames are served", context: context)
+            refuse(.badRequest, "only HELLO and REQUEST frames are served", context: context)
         }
     }
 
@@ -172,28 +172,28 @@ final class SeedSession: ChannelInboundHandler {
     }
 
     private func hello(_ file: FileID, context: ChannelHandlerContext) {
-        guard serving == nil else { return refuse("BAD_REQUEST", "one file per connection", context: context) }
+        guard serving == nil else { return refuse(.badRequest, "one file per connection", context: context) }
         logger[metadataKey: "file"] = "\(file)"
         if let entry = index.entry(for: file) {
             let fd = open(entry.dataPath, O_RDONLY | O_CLOEXEC)
             guard fd >= 0, FileStamp(fd: fd)?.matches(entry) == true else {
                 if fd >= 0 { close(fd) }
                 logger.warning("not serving a file that changed since it was shared", metadata: ["path": "\(entry.dataPath)"])
-                return refuse("FILE_CHANGED", "the shared copy changed on disk; it is no longer served", context: context)
+                return refuse(.fileChanged, "the shared copy changed on disk; it is no longer served", context: context)
             }
             if let busy = seeder.takeSlot(for: peer) {
                 close(fd)
-                return refuse("BUSY", busy, context: context)
+                return refuse(.busy, busy, context: context)
             }
             serving = (file, .complete(entry), fd, entry.pieceSize, entry.size)
             logger.info("serving")
             context.writeAndFlush(wrapOutboundOut(.bitfield(Bitfield.full(count: pieceCount(entry.size, entry.pieceSize)).bytes)), promise: nil)
         } else if let share = seeder.partials.share(for: file) {
             let fd = open(share.partPath, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { return refuse("FILE_NOT_FOUND", "this peer has just finished or given up \(file); ask the tracker again", context: context) }
+            guard fd >= 0 else { return refuse(.fileNotFound, "this peer has just finished or given up \(file); ask the tracker again", context: context) }
             if let busy = seeder.takeSlot(for: peer) {
                 close(fd)
-                return refuse("BUSY", busy, context: context)
+                return refuse(.busy, busy, context: context)
             }
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             let eventLoop = context.eventLoop
@@ -207,7 +207,7 @@ final class SeedSession: ChannelInboundHandler {
             logger.info("serving the verified pieces of a download in progress", metadata: ["pieces": "\(held.heldCount)/\(held.count)"])
             context.writeAndFlush(wrapOutboundOut(.bitfield(held.bytes)), promise: nil)
         } else {
-            refuse("FILE_NOT_FOUND", "this peer does not share \(file)", context: context)
+            refuse(.fileNotFound, "this peer does not share \(file)", context: context)
         }
     }
 
@@ -216,21 +216,21 @@ final class SeedSession: ChannelInboundHandler {
     }
 
     private func request(piece: UInt32, offset: UInt32, length: UInt32, context: ChannelHandlerContext) {
-        guard let (file, source, fd, pieceSize, size) = serving else { return refuse("BAD_REQUEST", "HELLO first", context: context) }
+        guard let (file, source, fd, pieceSize, size) = serving else { return refuse(.badRequest, "HELLO first", context: context) }
         let start = UInt64(piece) * UInt64(pieceSize) + UInt64(offset)
         guard offset < pieceSize, UInt64(offset) + UInt64(length) <= UInt64(pieceSize), start + UInt64(length) <= size else {
-            return refuse("BAD_REQUEST", "piece \(piece) offset \(offset) length \(length) is outside the file", context: context)
+            return refuse(.badRequest, "piece \(piece) offset \(offset) length \(length) is outside the file", context: context)
         }
         var entry: ShareEntry?
         switch source {
         case .complete(let shared): entry = shared
         case .partial(let share, _):
-            guard share.holds(Int(piece)) else { return refuse("BAD_REQUEST", "piece \(piece) was not offered", context: context) }
+            guard share.holds(Int(piece)) else { return refuse(.badRequest, "piece \(piece) was not offered", context: context) }
         }
         queuedRequests += 1
         guard queuedRequests <= seeder.limits.queuedRequestsPerConnection else {
             logger.warning("a client queued more requests than allowed", metadata: ["limit": "\(seeder.limits.queuedRequestsPerConnection)"])
-            return refuse("TOO_MANY_REQUESTS", "more than \(seeder.limits.queuedRequestsPerConnection) requests waiting", context: context)
+            return refuse(.tooManyRequests, "more than \(seeder.limits.queuedRequestsPerConnection) requests waiting", context: context)
         }
         let checkedEntry = entry
         let allocator = context.channel.allocator
@@ -271,7 +271,7 @@ final class SeedSession: ChannelInboundHandler {
         }.flatMapErrorThrowing { error in
             let (session, context) = bound.value
             session.logger.warning("stopped serving a file that changed on disk")
-            session.refuse("FILE_CHANGED", "the shared copy changed on disk; it is no longer served", context: context)
+            session.refuse(.fileChanged, "the shared copy changed on disk; it is no longer served", context: context)
             throw error
         }
     }
@@ -290,7 +290,7 @@ final class SeedSession: ChannelInboundHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    private func refuse(_ code: String, _ message: String, context: ChannelHandlerContext) {
+    private func refuse(_ code: FailureCode, _ message: String, context: ChannelHandlerContext) {
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.reject(code: code, message: message))).whenComplete { _ in channel.close(promise: nil) }
     }

@@ -120,7 +120,7 @@ final class Swarm: @unchecked Sendable {
                 )
             }.get()
         } catch {
-            throw (error as? CommandFailure) ?? CommandFailure("DOWNLOAD_FAILED", "\(error)")
+            throw (error as? CommandFailure) ?? CommandFailure(.downloadFailed, "\(error)")
         }
     }
 
@@ -286,7 +286,7 @@ final class Swarm: @unchecked Sendable {
             receiveBlock(piece: Int(piece), offset: Int(offset), data: data, from: connection)
         case .reject(let code, let message):
             // A busy holder, or one that does not have the file yet, may be asked again later.
-            if code != "BUSY", code != "FILE_NOT_FOUND" { exclude(connection.holder) }
+            if code != .busy, code != .fileNotFound { exclude(connection.holder) }
             connection.close(because: "refused: \(code) \(message)")
         case .hello, .request:
             ban(connection, piece: -1, "sent a frame only downloaders send")
@@ -378,7 +378,7 @@ final class Swarm: @unchecked Sendable {
                 picker.release(piece, from: connection.id)
                 ban(connection, piece: piece, "sent a piece that fails its signed hash")
             case .failure(let error):
-                fail((error as? CommandFailure) ?? CommandFailure("DOWNLOAD_FAILED", "\(error)"))
+                fail((error as? CommandFailure) ?? CommandFailure(.downloadFailed, "\(error)"))
                 return
             }
             if finishIfComplete() { return }
@@ -416,7 +416,7 @@ final class Swarm: @unchecked Sendable {
             connection.close(because: "stalled: no answer for \(limits.stallTimeout) s")
         }
         if now - lastProgress > stall * 4 {
-            fail(CommandFailure("DOWNLOAD_FAILED", "no holder sent a missing piece for \(limits.stallTimeout * 4) s; \(missingSummary)"))
+            fail(CommandFailure(.downloadFailed, "no holder sent a missing piece for \(limits.stallTimeout * 4) s; \(missingSummary)"))
             return
         }
         connectMore()
@@ -434,7 +434,7 @@ final class Swarm: @unchecked Sendable {
         guard holders.values.allSatisfy(\.excluded) else { return }
         var text = "\(missingSummary) and no holder can supply them (\(holders.count) tried"
         if !banned.isEmpty { text += "; banned for corrupt data: \(banned.joined(separator: ", "))" }
-        fail(CommandFailure("DOWNLOAD_FAILED", text + ")"))
+        fail(CommandFailure(.downloadFailed, text + ")"))
     }
 
     private func finishIfComplete() -> Bool {

@@ -7,7 +7,7 @@ import Wire
 /// The outcome of a registry operation: a message for an OK answer or a coded refusal.
 public enum RegistryOutcome: Equatable, Sendable {
     case done(String)
-    case refused(code: String, message: String)
+    case refused(code: FailureCode, message: String)
 }
 
 /// Which peers hold which file, in memory and durable in `seeders.txt`.
@@ -75,10 +75,10 @@ public final class Registry: Sendable {
         try state.withLockedValue { state in
             if let entry = state.files[file] {
                 if entry.withdrawn {
-                    return .refused(code: "WITHDRAWN", message: "\(file) was withdrawn from the network; an admin must allow it again")
+                    return .refused(code: .withdrawn, message: "\(file) was withdrawn from the network; an admin must allow it again")
                 }
                 guard entry.size == size else {
-                    return .refused(code: "INVALID_ARGUMENTS", message: "\(file) is registered with size \(entry.size), not \(size)")
+                    return .refused(code: .invalidArguments, message: "\(file) is registered with size \(entry.size), not \(size)")
                 }
             }
             try state.journal.append(["share \(file) \(size) \(address) \(identity.name) \(identity.fingerprint) \(name)"])
@@ -93,14 +93,14 @@ public final class Registry: Sendable {
     public func holders(of file: FileID, now: Date = Date()) -> TrackerResponse {
         state.withLockedValue { state in
             guard let entry = state.files[file], !entry.withdrawn else {
-                return .failure(code: "FILE_NOT_FOUND", message: "no peer shares \(file)")
+                return .failure(code: .fileNotFound, message: "no peer shares \(file)")
             }
             let live = entry.holders.values
                 .filter { now.timeIntervalSince($0.lastSeen) <= timeToLive }
                 .sorted { $0.address < $1.address }
                 .prefix(TrackerResponse.maximumHolders)
                 .map { HolderRecord(address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
-            guard !live.isEmpty else { return .failure(code: "NO_SEEDERS", message: "no peer holding \(file) is online") }
+            guard !live.isEmpty else { return .failure(code: .noSeeders, message: "no peer holding \(file) is online") }
             return .holders(size: entry.size, name: entry.name, Array(live))
         }
     }
@@ -109,7 +109,7 @@ public final class Registry: Sendable {
     public func remove(file: FileID, address: String, identity: VerifiedIdentity, isAdmin: Bool) throws -> RegistryOutcome {
         try state.withLockedValue { state in
             guard var entry = state.files[file], !entry.withdrawn else {
-                return .refused(code: "FILE_NOT_FOUND", message: "no peer shares \(file)")
+                return .refused(code: .fileNotFound, message: "no peer shares \(file)")
             }
             if identity.name == entry.owner || isAdmin {
                 try state.journal.append(["withdraw \(file)"])
@@ -120,7 +120,7 @@ public final class Registry: Sendable {
             }
             let key = Self.key(address, identity.name)
             guard entry.holders[key] != nil else {
-                return .refused(code: "ACCESS_DENIED", message: "only the peer that first shared \(file) or an admin may withdraw it, and you hold no entry of it")
+                return .refused(code: .accessDenied, message: "only the peer that first shared \(file) or an admin may withdraw it, and you hold no entry of it")
             }
             try state.journal.append(["remove \(file) \(address) \(identity.name)"])
             entry.holders[key] = nil
@@ -133,7 +133,7 @@ public final class Registry: Sendable {
     public func allow(file: FileID) throws -> RegistryOutcome {
         try state.withLockedValue { state in
             guard var entry = state.files[file], entry.withdrawn else {
-                return .refused(code: "FILE_NOT_FOUND", message: "\(file) is not withdrawn")
+                return .refused(code: .fileNotFound, message: "\(file) is not withdrawn")
             }
             try state.journal.append(["allow \(file)"])
             entry.withdrawn = false

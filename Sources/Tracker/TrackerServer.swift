@@ -184,7 +184,7 @@ public final class TrackerServer: Sendable {
             "request": "\(request.line.prefix(100))", "rule": "\(decision.reason)",
         ])
         guard decision.allowed else {
-            return .failure(code: "ACCESS_DENIED", message: "'\(identity.name)' may not \(action.rawValue) here")
+            return .failure(code: .accessDenied, message: "'\(identity.name)' may not \(action.rawValue) here")
         }
         do {
             let outcome: RegistryOutcome
@@ -209,7 +209,7 @@ public final class TrackerServer: Sendable {
             }
         } catch {
             log(.error, "cannot record a change", identity: identity, ["error": "\(error)"])
-            return .failure(code: "TRACKER_ERROR", message: "the tracker could not record this change; try again or use the other tracker")
+            return .failure(code: .trackerError, message: "the tracker could not record this change; try again or use the other tracker")
         }
     }
 
@@ -279,7 +279,7 @@ final class TrackerSession: ChannelInboundHandler {
         } catch {
             badRequests += 1
             server.log(.warning, "bad request", identity: identity, ["error": "\(error)"])
-            response = .failure(code: "INVALID_ARGUMENTS", message: error.description)
+            response = .failure(code: .invalidArguments, message: error.description)
         }
         let text = response.lines.map { $0 + "\n" }.joined()
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: text)), promise: nil)

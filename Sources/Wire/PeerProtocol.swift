@@ -12,7 +12,7 @@ public enum PeerFrame: Equatable, Sendable {
     /// Bytes of a piece.
     case piece(piece: UInt32, offset: UInt32, data: ByteBuffer)
     /// The sender will not serve: a code and a sentence.
-    case reject(code: String, message: String)
+    case reject(code: FailureCode, message: String)
     /// The sender has verified one more piece since its bitfield.
     case have(piece: UInt32)
 
@@ -53,8 +53,8 @@ public enum PeerFrame: Equatable, Sendable {
             buffer.writeBuffer(&data)
         case .reject(let code, let message):
             var text = message
-            while code.utf8.count + 1 + text.utf8.count > PeerFrame.maximumRejectLength { text.removeLast() }
-            buffer.writeString(text.isEmpty ? code : "\(code) \(text)")
+            while code.rawValue.utf8.count + 1 + text.utf8.count > PeerFrame.maximumRejectLength { text.removeLast() }
+            buffer.writeString(text.isEmpty ? code.rawValue : "\(code.rawValue) \(text)")
         case .have(let piece):
             buffer.writeInteger(piece)
         }
@@ -108,20 +108,19 @@ public struct PeerFrameDecoder: ByteToMessageDecoder {
             }
             return .piece(piece: piece, offset: offset, data: body.readSlice(length: body.readableBytes)!)
         case 5:
-            // `CODE` in capitals and underscores, then optionally one space and a sentence; split on
+            // A ``FailureCode``, then optionally one space and a sentence; split on
             // the byte, not on characters, which can join a space to what precedes it.
             let bytes = body.readBytes(length: body.readableBytes)!
             guard bytes.count <= PeerFrame.maximumRejectLength else { throw .malformed("a REJECT frame longer than \(PeerFrame.maximumRejectLength) bytes") }
             let space = bytes.firstIndex(of: UInt8(ascii: " ")) ?? bytes.count
-            let code = bytes[..<space]
-            guard !code.isEmpty, code.count <= 32, code.allSatisfy({ (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) || $0 == UInt8(ascii: "_") }) else {
-                throw .malformed("a REJECT frame must start with a code in capitals")
+            guard let code = FailureCode(wire: String(decoding: bytes[..<space], as: UTF8.self)) else {
+                throw .malformed("a REJECT frame must start with a known failure code")
             }
             let rest = space < bytes.count ? Array(bytes[(space + 1)...]) : []
             guard let message = String(validating: rest, as: UTF8.self), !message.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }),
                   space == bytes.count || !message.isEmpty
             else { throw .malformed("a REJECT frame's message must be UTF-8 text without control characters") }
-            return .reject(code: String(decoding: code, as: UTF8.self), message: message)
+            return .reject(code: code, message: message)
         case 6:
             guard body.readableBytes == 4, let piece = body.readInteger(as: UInt32.self) else { throw .malformed("a HAVE frame must hold a piece number") }
             return .have(piece: piece)

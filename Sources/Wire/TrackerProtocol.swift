@@ -110,7 +110,7 @@ public struct HolderRecord: Equatable, Sendable {
 public enum TrackerResponse: Equatable, Sendable {
     case ok(String)
     case holders(size: UInt64, name: String, [HolderRecord])
-    case failure(code: String, message: String)
+    case failure(code: FailureCode, message: String)
 
     /// Most holders one answer lists.
     public static let maximumHolders = 200
@@ -148,8 +148,8 @@ public struct TrackerResponseReader {
         if line.hasPrefix("OK ") { return .ok(String(line.dropFirst(3))) }
         if line.hasPrefix("ERR ") {
             let words = line.dropFirst(4).split(separator: " ", maxSplits: 1)
-            guard let code = words.first else { throw .malformed("an error answer without a code") }
-            return .failure(code: String(code), message: words.count > 1 ? String(words[1]) : "")
+            guard let word = words.first, let code = FailureCode(wire: word) else { throw .malformed("an error answer without a known code") }
+            return .failure(code: code, message: words.count > 1 ? String(words[1]) : "")
         }
         if line.hasPrefix("HOLDERS ") {
             let words = line.split(separator: " ", maxSplits: 3)

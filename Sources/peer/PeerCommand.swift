@@ -98,7 +98,7 @@ struct PeerCommand: AsyncParsableCommand {
                 exitRequested = true
                 outcome = .success("leaving the trackers")
             default:
-                outcome = .failure(CommandFailure("INVALID_ARGUMENTS", "usage: share <file_path> <mtorrent_destination> | get <mtorrent_file> <save_location> | remove <mtorrent_file> | status | exit"))
+                outcome = .failure(CommandFailure(.invalidArguments, "usage: share <file_path> <mtorrent_destination> | get <mtorrent_file> <save_location> | remove <mtorrent_file> | status | exit"))
             }
             switch outcome {
             case .success(let message): ProgramSupport.say("SUCCESS: \(message)")

@@ -70,7 +70,7 @@ import Wire
         }
         for client in clients.prefix(2) { #expect(try await client.frames().first.map { if case .bitfield = $0 { true } else { false } } == true) }
         let refused = try await clients[2].frames { !$0.isEmpty }
-        #expect(refused.first.map { if case .reject(let code, _) = $0 { code == "BUSY" } else { false } } == true, "\(refused)")
+        #expect(refused.first.map { if case .reject(let code, _) = $0 { code == .busy } else { false } } == true, "\(refused)")
         try honestGet(t1.address, into: "bob.bin")
     }
 
@@ -82,7 +82,7 @@ import Wire
         let greedy = try await RawPeerClient.connect(to: alice.servingAddress, as: "carol", ca: ca)
         greedy.send([.hello(file: file)] + (0..<100).map { _ in .request(piece: 0, offset: 0, length: 1024) })
         let frames = try await greedy.frames { $0.contains { if case .reject = $0 { true } else { false } } }
-        #expect(frames.contains(.reject(code: "TOO_MANY_REQUESTS", message: "more than 64 requests waiting")), "\(frames.count) frames")
+        #expect(frames.contains(.reject(code: .tooManyRequests, message: "more than 64 requests waiting")), "\(frames.count) frames")
         #expect(await closes(greedy.channel, within: 5))
         try honestGet(t1.address, into: "bob.bin")
     }

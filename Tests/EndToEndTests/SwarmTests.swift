@@ -195,7 +195,7 @@ final class MisbehavingHolder: ChannelInboundHandler {
         let file = FileID(bytes: torrent.root)!
         let port = UInt16(server.localAddress!.port!)
         let registered = try await client.send(.share(file: file, size: torrent.layout.fileSize, port: port, name: torrent.name))
-        guard case .ok = registered else { throw CommandFailure("SHARE_FAILED", "\(registered)") }
+        guard case .ok = registered else { throw CommandFailure(.trackerError, "the tracker did not record the share: \(registered)") }
         return (server, client)
     }
 }

@@ -101,12 +101,12 @@ final class TrackerProcess {
         let tracker = try start()
         defer { tracker.stop() }
         let file = FileID(hex: String(repeating: "d4", count: 32))!
-        #expect(try await client("alice", tracker).send(.get(file: file)) == .failure(code: "FILE_NOT_FOUND", message: "no peer shares \(file)"))
+        #expect(try await client("alice", tracker).send(.get(file: file)) == .failure(code: .fileNotFound, message: "no peer shares \(file)"))
         try ca.authority.revoke(name: "alice", reason: .keyCompromise)
         tracker.signal(SIGHUP)
         try await Task.sleep(for: .milliseconds(500))
         let alice = try client("alice", tracker)
         await #expect(throws: TrackerUnreachable.self) { try await alice.send(.get(file: file)) }
-        #expect(try await client("bob", tracker).send(.get(file: file)) == .failure(code: "FILE_NOT_FOUND", message: "no peer shares \(file)"))
+        #expect(try await client("bob", tracker).send(.get(file: file)) == .failure(code: .fileNotFound, message: "no peer shares \(file)"))
     }
 }

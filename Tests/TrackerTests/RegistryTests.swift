@@ -43,7 +43,7 @@ import Wire
         #expect(try reopened.remove(file: fileA, address: "127.0.0.1:2", identity: bob, isAdmin: false) == .done("removed your entry for \(fileA)"))
         #expect(try reopened.remove(file: fileA, address: "127.0.0.1:1", identity: alice, isAdmin: false) == .done("withdrew \(fileA) from the network"))
         let again = try Registry(folder: folder.path, timeToLive: 300)
-        guard case .refused("WITHDRAWN", _) = try again.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:2", identity: bob) else {
+        guard case .refused(.withdrawn, _) = try again.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:2", identity: bob) else {
             Issue.record("the withdrawal was lost across a restart")
             return
         }
@@ -53,7 +53,7 @@ import Wire
         let folder = TemporaryFolder()
         let registry = try Registry(folder: folder.path, timeToLive: 300)
         _ = try registry.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:1", identity: alice)
-        guard case .refused("INVALID_ARGUMENTS", _) = try registry.share(file: fileA, size: 6, name: "a", address: "127.0.0.1:2", identity: bob) else {
+        guard case .refused(.invalidArguments, _) = try registry.share(file: fileA, size: 6, name: "a", address: "127.0.0.1:2", identity: bob) else {
             Issue.record("a conflicting size was accepted")
             return
         }

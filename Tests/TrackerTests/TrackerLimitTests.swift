@@ -10,7 +10,7 @@ import Wire
 @Suite(.serialized) struct TrackerLimitTests {
     private func honestPeerIsServed(_ fixture: TrackerFixture) async throws {
         let answer = try await fixture.client("bob").send(.get(file: fileA))
-        #expect(answer == .failure(code: "FILE_NOT_FOUND", message: "no peer shares \(fileA)"))
+        #expect(answer == .failure(code: .fileNotFound, message: "no peer shares \(fileA)"))
     }
 
     @Test func oneCertificateCannotHoldMoreThanItsConnections() async throws {

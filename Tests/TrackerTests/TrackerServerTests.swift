@@ -26,7 +26,7 @@ import Wire
 
     @Test func anUnknownFileIsNotFound() async throws {
         let fixture = try TrackerFixture()
-        #expect(try await fixture.client("alice").send(.get(file: fileB)) == .failure(code: "FILE_NOT_FOUND", message: "no peer shares \(fileB)"))
+        #expect(try await fixture.client("alice").send(.get(file: fileB)) == .failure(code: .fileNotFound, message: "no peer shares \(fileB)"))
     }
 
     @Test func theACLDeniesWhatNoRuleAllows() async throws {
@@ -36,7 +36,7 @@ import Wire
             allow share,remove peer alice
             """)
         #expect(try await fixture.client("alice").send(.share(file: fileA, size: 1, port: 6001, name: "a")) == .ok("shared \(fileA) from 127.0.0.1:6001"))
-        guard case .failure("ACCESS_DENIED", _) = try await fixture.client("bob").send(.share(file: fileB, size: 1, port: 6002, name: "b")) else {
+        guard case .failure(.accessDenied, _) = try await fixture.client("bob").send(.share(file: fileB, size: 1, port: 6002, name: "b")) else {
             Issue.record("bob shared without a rule allowing it")
             return
         }
@@ -44,7 +44,7 @@ import Wire
             Issue.record("bob (group lab) could not get")
             return
         }
-        guard case .failure("ACCESS_DENIED", _) = try await fixture.client("carol").send(.get(file: fileA)) else {
+        guard case .failure(.accessDenied, _) = try await fixture.client("carol").send(.get(file: fileA)) else {
             Issue.record("carol (group ops) got without a rule allowing it")
             return
         }
@@ -59,7 +59,7 @@ import Wire
         let bob = try fixture.client("bob")
         let carol = try fixture.client("carol")
         _ = try await alice.send(.share(file: fileA, size: 10, port: 6001, name: "a"))
-        guard case .failure("ACCESS_DENIED", _) = try await bob.send(.remove(file: fileA, port: 6002)) else {
+        guard case .failure(.accessDenied, _) = try await bob.send(.remove(file: fileA, port: 6002)) else {
             Issue.record("a non-holder, non-owner withdrew the file")
             return
         }
@@ -71,11 +71,11 @@ import Wire
         }
         #expect(holders.map(\.name) == ["alice"])
         #expect(try await alice.send(.remove(file: fileA, port: 6001)) == .ok("withdrew \(fileA) from the network"))
-        guard case .failure("WITHDRAWN", _) = try await bob.send(.share(file: fileA, size: 10, port: 6002, name: "a")) else {
+        guard case .failure(.withdrawn, _) = try await bob.send(.share(file: fileA, size: 10, port: 6002, name: "a")) else {
             Issue.record("a withdrawn file was shared again without an admin")
             return
         }
-        guard case .failure("ACCESS_DENIED", _) = try await alice.send(.allow(file: fileA)) else {
+        guard case .failure(.accessDenied, _) = try await alice.send(.allow(file: fileA)) else {
             Issue.record("a non-admin allowed a withdrawn file")
             return
         }
@@ -108,7 +108,7 @@ import Wire
         #expect(try fixture.server.registry.expire(now: Date() + 30) == 0)
         #expect(try await alice.send(.heartbeat(port: 6001)) == .ok("refreshed 1 entries"))
         #expect(try fixture.server.registry.expire(now: Date() + 61) == 1)
-        #expect(try await alice.send(.get(file: fileA)) == .failure(code: "NO_SEEDERS", message: "no peer holding \(fileA) is online"))
+        #expect(try await alice.send(.get(file: fileA)) == .failure(code: .noSeeders, message: "no peer holding \(fileA) is online"))
     }
 
     @Test func badRequestsGetAClearErrorAndTheConnectionGoesOn() async throws {
@@ -123,7 +123,7 @@ import Wire
         let fixture = try TrackerFixture()
         let raw = try RawLineClient(fixture: fixture, name: "alice")
         await #expect(throws: (any Error).self) { try await raw.exchange(String(repeating: "A", count: 5000)) }
-        #expect(try await fixture.client("bob").send(.get(file: fileA)) == .failure(code: "FILE_NOT_FOUND", message: "no peer shares \(fileA)"))
+        #expect(try await fixture.client("bob").send(.get(file: fileA)) == .failure(code: .fileNotFound, message: "no peer shares \(fileA)"))
     }
 
     @Test func aPeerOfAnotherCAIsRefused() async throws {

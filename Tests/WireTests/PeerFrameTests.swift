@@ -24,7 +24,7 @@ import Wire
     @Test func everyFrameSurvivesARoundTrip() throws {
         let frames: [PeerFrame] = [
             .hello(file: file), .bitfield([0xff, 0x80]), .request(piece: 3, offset: 262_144, length: 262_144),
-            .piece(piece: 3, offset: 0, data: ByteBuffer(bytes: [1, 2, 3])), .reject(code: "BUSY", message: "try later"), .have(piece: 41),
+            .piece(piece: 3, offset: 0, data: ByteBuffer(bytes: [1, 2, 3])), .reject(code: .busy, message: "try later"), .have(piece: 41),
         ]
         #expect(try decode(frames.flatMap(encoded)) == frames)
     }
@@ -37,15 +37,20 @@ import Wire
 
     @Test func aRejectIsSplitOnTheSpaceByteNotOnCharacters() throws {
         // U+070F joins the following space into one character; splitting by characters lost the space.
-        let payload: [UInt8] = [UInt8(ascii: "E"), UInt8(ascii: " "), 0xdc, 0x8f, UInt8(ascii: " "), UInt8(ascii: "x")]
+        let payload: [UInt8] = Array("BUSY".utf8) + [UInt8(ascii: " "), 0xdc, 0x8f, UInt8(ascii: " "), UInt8(ascii: "x")]
         let frame = [0, 0, 0, UInt8(payload.count + 1), 5] + payload
-        #expect(try decode(frame) == [.reject(code: "E", message: "\u{070F} x")])
-        #expect(try decode(encoded(.reject(code: "E", message: "\u{070F} x"))) == [.reject(code: "E", message: "\u{070F} x")])
+        #expect(try decode(frame) == [.reject(code: .busy, message: "\u{070F} x")])
+        #expect(try decode(encoded(.reject(code: .busy, message: "\u{070F} x"))) == [.reject(code: .busy, message: "\u{070F} x")])
         #expect(throws: WireError.self) { try decode([0, 0, 0, 5, 5, UInt8(ascii: "@"), 0xdc, 0x8f, UInt8(ascii: " ")]) }
         #expect(throws: WireError.self) { try decode([0, 0, 0, 4, 5, UInt8(ascii: "E"), UInt8(ascii: " "), 0xff]) }
         let long = String(repeating: "é", count: 2000)
-        let truncated = try decode(encoded(.reject(code: "BUSY", message: long)))
+        let truncated = try decode(encoded(.reject(code: .busy, message: long)))
         #expect(truncated.count == 1)
+    }
+
+    @Test func aRejectWithACodeOutsideTheListIsMalformed() throws {
+        let payload = Array("NOT_A_CODE why".utf8)
+        #expect(throws: WireError.self) { try decode([0, 0, 0, UInt8(payload.count + 1), 5] + payload) }
     }
 
     @Test func anOversizeLengthIsRefusedBeforeItsBodyArrives() throws {
