@@ -169,6 +169,10 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
+        .testTarget(
+            name: "PeerTests",
+            dependencies: ["Peer", "Wire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MTorrentFormat"]),
         .testTarget(
             name: "WireTests",

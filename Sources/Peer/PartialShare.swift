@@ -60,4 +60,7 @@ final class PartialShares: Sendable {
     func remove(_ file: FileID) { _ = shares.withLockedValue { $0.removeValue(forKey: file) } }
 
     func share(for file: FileID) -> PartialShare? { shares.withLockedValue { $0[file] } }
+
+    /// Every download in progress.
+    var all: [PartialShare] { shares.withLockedValue { Array($0.values) } }
 }

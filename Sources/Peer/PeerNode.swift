@@ -2,6 +2,7 @@ import FileIO
 import Foundation
 import Logging
 import MTorrentFormat
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PKI
@@ -19,11 +20,13 @@ public struct PeerConfiguration: Sendable {
     public var tlsBackend: TLSBackend = .openssl
     /// Seconds between heartbeats to the trackers.
     public var heartbeatInterval: Int64 = 60
+    /// Seconds one request to a tracker may take in all: connect, handshake and answer.
+    public var trackerTimeout: Int64 = TrackerClient.defaultTimeoutSeconds
     public var limits = PeerLimits()
 
     /// The keys a peer configuration file may set (config/peer.conf.example documents each).
     public static let configFileKeys: Set<String> = [
-        "pki", "name", "state", "tls-backend", "heartbeat", "log-level", "peers-per-download", "requests-per-peer", "upload-slots",
+        "pki", "name", "state", "tls-backend", "heartbeat", "tracker-timeout", "log-level", "peers-per-download", "requests-per-peer", "upload-slots",
         "queued-requests", "upload-limit", "stall-timeout", "discovery-interval", "uploads-per-peer", "max-connections", "handshake-timeout",
         "idle-timeout",
     ]
@@ -39,7 +42,9 @@ public struct PeerConfiguration: Sendable {
 }
 
 /// A running peer: it serves its shares, talks to both trackers, and carries out the shell's
-/// commands. Each command returns a one-line success message or a ``CommandFailure``.
+/// commands. Each command returns a one-line success message or a ``CommandFailure``, and is
+/// all-or-nothing: a command that failed leaves nothing behind. The trackers are asked at once,
+/// each with a deadline, so no command waits longer than that on a tracker that does not answer.
 public final class PeerNode: @unchecked Sendable {
     public let configuration: PeerConfiguration
     private let logger: Logger
@@ -53,7 +58,10 @@ public final class PeerNode: @unchecked Sendable {
     private let peerTLS: TLSContext
     private let trackers: [TrackerClient]
     private var server: Channel?
-    private var heartbeat: RepeatedTask?
+    private let schedule: NIOLockedValueBox<AnnounceSchedule>
+    /// Withdrawals a tracker missed while unreachable, sent when it answers again.
+    private let missedRemovals: NIOLockedValueBox<[Int: Set<FileID>]>
+    private var upkeep: RepeatedTask?
     /// The port other peers reach this one on (known once started).
     public private(set) var servingPort: UInt16 = 0
 
@@ -69,62 +77,128 @@ public final class PeerNode: @unchecked Sendable {
         peerTLS = try configuration.tlsBackend.makeContext(TLSConfiguration(
             identity: identity, trust: trust, peerRole: .peer, handshakeTimeoutSeconds: configuration.limits.handshakeTimeout
         ))
-        let trackerTLS = try configuration.tlsBackend.makeContext(TLSConfiguration(identity: identity, trust: trust, peerRole: .tracker))
-        trackers = configuration.trackers.map { TrackerClient(address: $0, tls: trackerTLS, group: group) }
+        let trackerTLS = try configuration.tlsBackend.makeContext(TLSConfiguration(
+            identity: identity, trust: trust, peerRole: .tracker, handshakeTimeoutSeconds: configuration.trackerTimeout
+        ))
+        trackers = configuration.trackers.map { TrackerClient(address: $0, tls: trackerTLS, group: group, timeoutSeconds: configuration.trackerTimeout) }
+        schedule = NIOLockedValueBox(AnnounceSchedule(trackers: trackers.count, heartbeatInterval: .seconds(configuration.heartbeatInterval), now: .now()))
+        missedRemovals = NIOLockedValueBox([:])
     }
 
-    /// Starts serving, re-announces remembered shares and starts heartbeats.
+    /// Starts serving, announces remembered shares to every tracker (each within its deadline) and
+    /// keeps the trackers up to date from then on: heartbeats, and a full announcement to a
+    /// tracker that comes back after it failed.
     public func start() async throws {
         let seeder = Seeder(index: index, partials: partials, tls: peerTLS, threadPool: threadPool, limits: configuration.limits, logger: logger)
         self.seeder = seeder
-        let server = try seeder.start(host: configuration.host, port: configuration.port, group: group)
+        let server: Channel
+        do {
+            server = try seeder.start(host: configuration.host, port: configuration.port, group: group)
+        } catch let error as IOError where error.errnoCode == EADDRINUSE {
+            throw CommandFailure(.addressInUse, "\(configuration.host):\(configuration.port) is already in use by another program; choose another port (0 picks a free one)")
+        } catch let error as IOError where error.errnoCode == EADDRNOTAVAIL {
+            throw CommandFailure(.invalidArguments, "\(configuration.host) is not an address of this machine; give one of its own addresses")
+        } catch let error as IOError where error.errnoCode == EACCES {
+            throw CommandFailure(.permissionDenied, "this user may not listen on port \(configuration.port); choose a port above 1023")
+        }
         self.server = server
         servingPort = UInt16(server.localAddress?.port ?? 0)
         logger.info("serving", metadata: ["address": "\(configuration.host):\(servingPort)", "shares": "\(index.all.count)"])
-        for entry in index.all {
-            guard FileStamp(path: entry.dataPath)?.matches(entry) == true else {
-                logger.warning("not re-announcing a share whose file changed or vanished", metadata: ["path": "\(entry.dataPath)"])
-                continue
-            }
-            if let file = FileID(hex: entry.root) {
-                _ = await askTrackers(.share(file: file, size: entry.size, port: servingPort, name: (entry.dataPath as NSString).lastPathComponent))
-            }
+        for entry in index.all where FileStamp(path: entry.dataPath)?.matches(entry) != true {
+            logger.warning("not announcing a share whose file changed or vanished", metadata: ["path": "\(entry.dataPath)"])
         }
-        let interval = TimeAmount.seconds(configuration.heartbeatInterval)
+        await keepTrackersUpToDate()
         let loop = group.next()
-        heartbeat = loop.scheduleRepeatedAsyncTask(initialDelay: interval, delay: interval) { [self] _ in
-            let promise = loop.makePromise(of: Void.self)
-            promise.completeWithTask { _ = await self.askTrackers(.heartbeat(port: self.servingPort)) }
-            return promise.futureResult
+        upkeep = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
+            Task { await keepTrackersUpToDate() }
         }
     }
 
+    /// Runs what the announce schedule says is due now, every tracker at once.
+    private func keepTrackersUpToDate() async {
+        let due = schedule.withLockedValue { $0.due(now: .now()) }
+        await withTaskGroup(of: Void.self) { group in
+            for action in due {
+                group.addTask { [self] in
+                    let succeeded: Bool
+                    switch action {
+                    case .heartbeat(let index): succeeded = await send(.heartbeat(port: servingPort), to: index) != nil
+                    case .announceAll(let index): succeeded = await announceAll(to: index)
+                    }
+                    schedule.withLockedValue { $0.finished(action, succeeded: succeeded, now: .now()) }
+                }
+            }
+        }
+    }
+
+    /// Tells one tracker every withdrawal it missed and every file this peer serves; false as
+    /// soon as the tracker does not answer (the schedule tries again later).
+    private func announceAll(to tracker: Int) async -> Bool {
+        for file in missedRemovals.withLockedValue({ $0[tracker] ?? [] }) {
+            guard await send(.remove(file: file, port: servingPort), to: tracker) != nil else { return false }
+            missedRemovals.withLockedValue { $0[tracker]?.remove(file) }
+        }
+        var requests: [TrackerRequest] = []
+        for entry in index.all where FileStamp(path: entry.dataPath)?.matches(entry) == true {
+            guard let file = FileID(hex: entry.root) else { continue }
+            requests.append(.share(file: file, size: entry.size, port: servingPort, name: Self.fileName(entry.dataPath)))
+        }
+        for share in partials.all {
+            let name = Self.fileName(share.partPath)
+            requests.append(.share(file: share.file, size: share.layout.fileSize, port: servingPort, name: name.hasSuffix(".part") ? String(name.dropLast(5)) : name))
+        }
+        for request in requests {
+            guard await send(request, to: tracker) != nil else { return false }
+        }
+        if !requests.isEmpty { logger.info("announced every share", metadata: ["tracker": "\(trackers[tracker].address)", "shares": "\(requests.count)"]) }
+        return true
+    }
+
+    /// The last component of a path, which may be a file name with no folder.
+    private static func fileName(_ path: String) -> String {
+        String(path.split(separator: "/").last ?? Substring(path))
+    }
+
     /// `share <file> <mtorrent>`: sign a `.mtorrent`, announce it at the trackers, remember it.
+    /// All or nothing: unless a tracker accepts it, no `.mtorrent` is left, nothing is remembered
+    /// and nothing is served, so the same command can simply be tried again.
     public func share(file path: String, mtorrent destination: String) async throws(CommandFailure) -> String {
         guard let stamp = FileStamp(path: path) else { throw CommandFailure(.fileNotFound, "\(path) is not a readable file") }
         guard !FileIO.exists(destination) else { throw CommandFailure(.alreadyExists, "\(destination) already exists") }
         let torrent: MTorrent
         do {
             torrent = try MTorrent.create(fileAt: path, trackers: configuration.trackers, identity: identity, trust: trust.current)
-            try FileIO.createExclusive(destination, bytes: try torrent.serialized(), mode: 0o644)
         } catch let error as MTorrentError {
             throw CommandFailure(error.code == .badName ? .invalidArguments : .signatureInvalid, error.description)
         } catch {
-            throw CommandFailure(.fileNotFound, "\(error)")
+            throw CommandFailure(.fileNotFound, "\(path) cannot be read: \(error)")
         }
         guard FileStamp(path: path) == stamp else { throw CommandFailure(.fileChanged, "\(path) changed while it was being shared; share it again") }
+        do {
+            try FileIO.createExclusive(destination, bytes: try torrent.serialized(), mode: 0o644)
+        } catch {
+            throw CommandFailure(FileIO.exists(destination) ? .alreadyExists : .invalidArguments, "cannot write \(destination): \(error)")
+        }
         let file = FileID(bytes: torrent.root)!
-        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        let earlier = index.entry(for: file)
         do {
             try index.add(ShareEntry(
-                root: torrent.rootHex, dataPath: absolute, mtorrentPath: URL(fileURLWithPath: destination).standardizedFileURL.path,
+                root: torrent.rootHex, dataPath: URL(fileURLWithPath: path).standardizedFileURL.path,
+                mtorrentPath: URL(fileURLWithPath: destination).standardizedFileURL.path,
                 size: stamp.size, pieceSize: torrent.layout.pieceSize, modifiedSeconds: stamp.seconds, modifiedNanoseconds: stamp.nanoseconds
             ))
         } catch {
-            throw CommandFailure(.stateError, "cannot remember the share: \(error)")
+            unlink(destination)
+            throw CommandFailure(.stateError, "cannot remember the share in \(index.path): \(error)")
         }
-        let outcome = try await announce(.share(file: file, size: torrent.layout.fileSize, port: servingPort, name: torrent.name))
-        return "shared \(torrent.name) (\(torrent.layout.fileSize) bytes, root \(torrent.rootHex.prefix(16))…) at \(outcome); wrote \(destination)"
+        let answers = await askTrackers(.share(file: file, size: torrent.layout.fileSize, port: servingPort, name: torrent.name))
+        guard !answers.accepted.isEmpty else {
+            if let earlier { try? index.add(earlier) } else { try? index.remove(file) }
+            unlink(destination)
+            let failure = answers.failure
+            throw CommandFailure(failure.code, failure.message + "; nothing was shared and \(destination) was not kept")
+        }
+        return "shared \(torrent.name) (\(torrent.layout.fileSize) bytes, root \(torrent.rootHex.prefix(16))…) at \(Self.summary(of: answers)); wrote \(destination)"
     }
 
     /// `get <mtorrent> <save>`: verify, ask the trackers, download verified pieces from every
@@ -204,27 +278,19 @@ public final class PeerNode: @unchecked Sendable {
         return try result.get()
     }
 
-    /// The holders both trackers list for `file`, without this peer.
+    /// The holders the trackers list for `file`, without this peer.
     private func findHolders(of file: FileID, name: String) async throws(CommandFailure) -> [HolderRecord] {
+        let answers = await askTrackers(.get(file: file))
         var holders: [HolderRecord] = []
-        var reached = 0
-        var denied: String?
-        for tracker in trackers {
-            switch try? await tracker.send(.get(file: file)) {
-            case .holders(_, _, let records)?:
-                reached += 1
-                for record in records where !holders.contains(record) && record.fingerprint != ownFingerprint { holders.append(record) }
-            case .failure(let code, let message)?:
-                reached += 1
-                if code == .accessDenied { denied = message }
-            default:
-                logger.warning("tracker unreachable", metadata: ["tracker": "\(tracker.address)"])
-            }
+        for answer in answers.answers {
+            guard case .success(.holders(_, _, let records)) = answer.result else { continue }
+            for record in records where !holders.contains(record) && record.fingerprint != ownFingerprint { holders.append(record) }
         }
-        guard reached > 0 else { throw CommandFailure(.trackersUnreachable, "neither tracker answered (\(trackers.map(\.address.description).joined(separator: ", ")))") }
-        if holders.isEmpty, let denied { throw CommandFailure(.accessDenied, denied) }
-        guard !holders.isEmpty else { throw CommandFailure(.noSeeders, "no online peer holds \(name)") }
-        return holders
+        guard holders.isEmpty else { return holders }
+        guard answers.problems.count < answers.answers.count else { throw answers.failure }
+        if let denied = answers.refusals.first(where: { $0.code == .accessDenied }) { throw CommandFailure(.accessDenied, denied.message) }
+        let silent = answers.problems.map(\.description)
+        throw CommandFailure(.noSeeders, "no online peer holds \(name)" + (silent.isEmpty ? "" : " (\(silent.joined(separator: "; ")))"))
     }
 
     /// `status`: what this peer serves and how much it uploaded since it started.
@@ -238,10 +304,15 @@ public final class PeerNode: @unchecked Sendable {
         }
         if !lines.isEmpty { text += ": " + lines.joined(separator: ", ") }
         let total = uploaded.values.reduce(0, +)
-        return text + "; \(total) bytes uploaded in all"
+        let trackerStates = schedule.withLockedValue { schedule in
+            trackers.indices.map { "\(trackers[$0].address) \(schedule.isUpToDate($0) ? "up to date" : "not reached yet")" }
+        }
+        return text + "; \(total) bytes uploaded in all; trackers: " + trackerStates.joined(separator: ", ")
     }
 
-    /// `remove <mtorrent>`: withdraw at the trackers, stop serving, forget it. The data file stays.
+    /// `remove <mtorrent>`: stop serving at once, forget it, and withdraw it at the trackers. It
+    /// takes effect here whatever the trackers answer; a tracker that could not be reached is
+    /// told when it answers again. The data file stays.
     public func remove(mtorrent path: String) async throws(CommandFailure) -> String {
         let torrent: MTorrent
         do {
@@ -251,13 +322,28 @@ public final class PeerNode: @unchecked Sendable {
             throw CommandFailure(.signatureInvalid, error.description)
         }
         let file = FileID(bytes: torrent.root)!
-        let outcome = try await announce(.remove(file: file, port: servingPort))
-        do {
-            try index.remove(file)
-        } catch {
-            throw CommandFailure(.stateError, "cannot update the share index: \(error)")
+        let served = index.entry(for: file) != nil
+        if served {
+            do {
+                try index.remove(file)
+            } catch {
+                throw CommandFailure(.stateError, "cannot update the share index \(index.path): \(error)")
+            }
         }
-        return "\(outcome); no longer serving \(torrent.name) (the data file is kept)"
+        let answers = await askTrackers(.remove(file: file, port: servingPort))
+        if served {
+            missedRemovals.withLockedValue { missed in
+                for (position, answer) in answers.answers.enumerated() {
+                    if case .failure = answer.result { missed[position, default: []].insert(file) }
+                }
+            }
+        }
+        let trackersSaid = answers.outcomes.joined(separator: "; ")
+        guard served || !answers.accepted.isEmpty else {
+            let failure = answers.failure
+            throw CommandFailure(failure.code, "this peer does not serve \(torrent.name); " + failure.message)
+        }
+        return (served ? "no longer serving \(torrent.name) (the data file is kept); " : "") + trackersSaid
     }
 
     /// Reloads the CA certificate and the CRL (the peer does this on SIGHUP): from then on every
@@ -268,9 +354,9 @@ public final class PeerNode: @unchecked Sendable {
         logger.info("reloaded CA and CRL", metadata: ["crl": "\(newTrust.revocationList.number)"])
     }
 
-    /// Leaves the trackers and stops serving.
+    /// Leaves the trackers (each within its deadline) and stops serving.
     public func stop() async {
-        heartbeat?.cancel()
+        upkeep?.cancel()
         _ = await askTrackers(.leave(port: servingPort))
         for tracker in trackers { tracker.close() }
         try? await server?.close()
@@ -278,37 +364,61 @@ public final class PeerNode: @unchecked Sendable {
 
     private var ownFingerprint: String { (try? CertificateProfile.fingerprint(of: identity.certificate)) ?? "" }
 
-    /// Sends a request to every tracker; succeeds if one accepted, saying which failed.
-    private func announce(_ request: TrackerRequest) async throws(CommandFailure) -> String {
-        let answers = await askTrackers(request)
-        let accepted = answers.filter { if case .ok = $0.1 { return true } else { return false } }
-        guard !accepted.isEmpty else {
-            if let refusal = answers.lazy.compactMap({ answer -> CommandFailure? in
-                if case .failure(let code, let message)? = answer.1 { return CommandFailure(code, message) }
-                return nil
-            }).first { throw refusal }
-            throw CommandFailure(.trackersUnreachable, "neither tracker answered (\(trackers.map(\.address.description).joined(separator: ", ")))")
+    /// Which trackers took a request, and what the others said.
+    private static func summary(of answers: TrackerAnswers) -> String {
+        var text = "tracker " + answers.accepted.map(\.description).joined(separator: " and ")
+        let others = answers.answers.filter { answer in
+            if case .success(.ok) = answer.result { false } else { true }
         }
-        var text = "tracker " + accepted.map(\.0.description).joined(separator: " and ")
-        let failed = answers.filter { if case .ok = $0.1 { return false } else { return true } }
-        if !failed.isEmpty { text += " (not at \(failed.map(\.0.description).joined(separator: ", ")))" }
+        if !others.isEmpty {
+            text += " (not at the others: " + TrackerAnswers(answers: others).outcomes.joined(separator: "; ") + ")"
+        }
         return text
     }
 
-    private func askTrackers(_ request: TrackerRequest) async -> [(TrackerAddress, TrackerResponse?)] {
-        var answers: [(TrackerAddress, TrackerResponse?)] = []
-        for tracker in trackers {
-            do {
-                let answer = try await tracker.send(request)
-                answers.append((tracker.address, answer))
-                if case .failure(let code, let message) = answer {
-                    logger.warning("tracker refused", metadata: ["tracker": "\(tracker.address)", "code": "\(code)", "message": "\(message)"])
+    /// Sends a request to every tracker at once and collects every answer, each within its deadline.
+    private func askTrackers(_ request: TrackerRequest) async -> TrackerAnswers {
+        let results = await withTaskGroup(of: (Int, Result<TrackerResponse, TrackerUnreachable>).self) { group in
+            for index in trackers.indices {
+                group.addTask { [self] in
+                    do throws(TrackerUnreachable) {
+                        return (index, .success(try await trackers[index].send(request)))
+                    } catch {
+                        return (index, .failure(error))
+                    }
                 }
-            } catch {
-                logger.warning("tracker unreachable", metadata: ["tracker": "\(tracker.address)", "error": "\(error)"])
-                answers.append((tracker.address, nil))
             }
+            var results: [Int: Result<TrackerResponse, TrackerUnreachable>] = [:]
+            for await (index, result) in group { results[index] = result }
+            return results
         }
+        let answers = TrackerAnswers(answers: trackers.indices.map { TrackerAnswers.Answer(tracker: trackers[$0].address, result: results[$0]!) })
+        for (index, answer) in answers.answers.enumerated() { note(answer.result, from: index) }
         return answers
+    }
+
+    /// Sends a request to one tracker; nil if it gave no answer.
+    private func send(_ request: TrackerRequest, to index: Int) async -> TrackerResponse? {
+        let result: Result<TrackerResponse, TrackerUnreachable>
+        do throws(TrackerUnreachable) {
+            result = .success(try await trackers[index].send(request))
+        } catch {
+            result = .failure(error)
+        }
+        note(result, from: index)
+        return try? result.get()
+    }
+
+    /// Logs a refusal or a silent tracker; a silent one is announced everything again later.
+    private func note(_ result: Result<TrackerResponse, TrackerUnreachable>, from index: Int) {
+        switch result {
+        case .success(.failure(let code, let message)):
+            logger.warning("tracker refused", metadata: ["tracker": "\(trackers[index].address)", "code": "\(code)", "message": "\(message)"])
+        case .failure(let problem):
+            logger.warning("tracker unreachable", metadata: ["tracker": "\(trackers[index].address)", "error": "\(problem)"])
+            schedule.withLockedValue { $0.trackerFailed(index, now: .now()) }
+        case .success:
+            break
+        }
     }
 }

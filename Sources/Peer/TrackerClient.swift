@@ -1,64 +1,178 @@
+import Foundation
 import MTorrentFormat
 import NIOCore
 import NIOPosix
 import TLS
 import Wire
 
+/// Why one tracker gave no answer, by cause, so that a command's result line can say what
+/// happened: the tracker refused our certificate, what answered is not a tracker we trust, or the
+/// tracker could not be reached or broke off.
+public enum TrackerProblem: Error, Equatable, Sendable {
+    /// Nothing listens at the address.
+    case connectionRefused
+    /// No answer within the deadline (connect, handshake and answer together).
+    case timedOut(seconds: Int64)
+    /// The tracker refused our certificate (revoked, expired, another CA's, wrong role).
+    case ourCertificateRefused(String)
+    /// We refused what answered: not our CA, not a tracker, or a name other than the one dialled.
+    case notTrusted(String)
+    /// The address cannot be reached (no route, unknown name).
+    case unreachable(String)
+    /// The connection closed, or the answer broke the protocol.
+    case brokeOff(String)
+
+    /// The failure code a command reports when this is why no tracker answered.
+    public var code: FailureCode {
+        switch self {
+        case .ourCertificateRefused: return .certificateRefused
+        case .notTrusted: return .trackerNotTrusted
+        case .connectionRefused, .timedOut, .unreachable, .brokeOff: return .trackersUnreachable
+        }
+    }
+
+    /// One clause naming `tracker` and the cause, for a result line.
+    public func sentence(about tracker: TrackerAddress) -> String {
+        switch self {
+        case .connectionRefused: return "tracker \(tracker) refused the connection (is it running?)"
+        case .timedOut(let seconds): return "tracker \(tracker) did not answer within \(seconds) s"
+        case .ourCertificateRefused(let why): return "tracker \(tracker) refused our certificate (\(why))"
+        case .notTrusted(let why): return "\(tracker) is not a tracker we trust: \(why)"
+        case .unreachable(let why): return "tracker \(tracker) cannot be reached: \(why)"
+        case .brokeOff(let why): return "tracker \(tracker) \(why)"
+        }
+    }
+
+    /// The cause behind an error from connecting, the TLS handshake or the tracker protocol.
+    static func cause(of error: Error, timeout: Int64) -> TrackerProblem {
+        switch error {
+        case let problem as TrackerProblem:
+            return problem
+        case let tls as TLSError:
+            switch tls.code {
+            case .ourCertificateRefused: return .ourCertificateRefused(refusal(in: tls.reason))
+            case .peerCertificateRefused, .nameMismatch, .noPeerCertificate: return .notTrusted(tls.validation?.reason ?? tls.reason)
+            case .handshakeTimeout: return .timedOut(seconds: timeout)
+            default: return .brokeOff("broke off the TLS connection: \(tls.reason)")
+            }
+        case let connection as NIOConnectionError:
+            if connection.dnsAError != nil, connection.dnsAAAAError != nil, connection.connectionErrors.isEmpty {
+                return .unreachable("its host name cannot be resolved")
+            }
+            return connection.connectionErrors.lazy.map { cause(of: $0.error, timeout: timeout) }.first ?? .unreachable("no address to connect to")
+        case let io as IOError:
+            if io.errnoCode == ECONNREFUSED { return .connectionRefused }
+            return .unreachable(String(cString: strerror(io.errnoCode)))
+        case ChannelError.connectTimeout:
+            return .timedOut(seconds: timeout)
+        case WireError.closed:
+            return .brokeOff("closed the connection without answering")
+        case WireError.malformed(let what):
+            return .brokeOff("sent a malformed answer (\(what))")
+        case let wire as WireError:
+            return .brokeOff("broke the protocol (\(wire))")
+        default:
+            return .brokeOff("failed: \(error)")
+        }
+    }
+
+    /// "revoked" from "the other side refused our certificate: revoked".
+    private static func refusal(in reason: String) -> String {
+        guard let range = reason.range(of: "our certificate: ") else { return reason }
+        return "it says ours is " + reason[range.upperBound...]
+    }
+}
+
 /// Why a tracker could not be asked.
 public struct TrackerUnreachable: Error, CustomStringConvertible {
     public let tracker: TrackerAddress
-    public let reason: String
+    public let problem: TrackerProblem
 
-    public var description: String { "tracker \(tracker): \(reason)" }
+    public var description: String { problem.sentence(about: tracker) }
 }
 
 /// A persistent mutual-TLS connection to one tracker, opened on first use and reopened after a
-/// failure. Requests are answered in order.
-public final class TrackerClient: @unchecked Sendable {
+/// failure; requests are answered in order. Every request has a deadline that covers connecting,
+/// the handshake and the answer: a tracker that never answers costs a command that long and no
+/// longer, and the connection is then dropped (a late answer would be taken for the next one's).
+/// All state lives on one event loop.
+public final class TrackerClient: Sendable {
     public let address: TrackerAddress
+    /// Seconds one request may take in all.
+    public let timeoutSeconds: Int64
     private let tls: TLSContext
-    private let group: EventLoopGroup
-    private var channel: Channel?
+    private let loop: EventLoop
+    private let connection: NIOLoopBoundBox<Connection>
 
-    public init(address: TrackerAddress, tls: TLSContext, group: EventLoopGroup) {
-        self.address = address
-        self.tls = tls
-        self.group = group
+    /// The connection on the loop: open, being opened, or none.
+    private enum Connection: Sendable {
+        case none
+        case opening(EventLoopFuture<Channel>)
+        case open(Channel)
     }
 
-    /// Sends one request and waits for its answer.
-    public func send(_ request: TrackerRequest) async throws -> TrackerResponse {
+    public static let defaultTimeoutSeconds: Int64 = 5
+
+    public init(address: TrackerAddress, tls: TLSContext, group: EventLoopGroup, timeoutSeconds: Int64 = defaultTimeoutSeconds) {
+        self.address = address
+        self.tls = tls
+        self.timeoutSeconds = timeoutSeconds
+        loop = group.next()
+        connection = .makeBoxSendingValue(.none, eventLoop: loop)
+    }
+
+    /// Sends one request and waits for its answer, at most ``timeoutSeconds``.
+    public func send(_ request: TrackerRequest) async throws(TrackerUnreachable) -> TrackerResponse {
         do {
-            let channel = try await connection()
-            return try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<TrackerResponse> in
-                let answer = channel.eventLoop.makePromise(of: TrackerResponse.self)
-                do {
-                    try channel.pipeline.syncOperations.handler(type: ResponseCollector.self).expect(answer)
-                } catch {
-                    answer.fail(WireError.closed)
-                    return answer.futureResult
-                }
-                channel.writeAndFlush(channel.allocator.buffer(string: request.line + "\n"), promise: nil)
-                return answer.futureResult
-            }.get()
+            return try await loop.flatSubmit { self.sendOnLoop(request) }.get()
         } catch {
-            close()
-            throw TrackerUnreachable(tracker: address, reason: "\(error)")
+            throw TrackerUnreachable(tracker: address, problem: TrackerProblem.cause(of: error, timeout: timeoutSeconds))
         }
     }
 
     /// Closes the connection (a later request opens a new one).
     public func close() {
-        channel?.close(promise: nil)
-        channel = nil
+        loop.execute { self.dropConnection() }
     }
 
-    private func connection() async throws -> Channel {
-        if let channel, channel.isActive { return channel }
+    private func sendOnLoop(_ request: TrackerRequest) -> EventLoopFuture<TrackerResponse> {
+        let answer = loop.makePromise(of: TrackerResponse.self)
+        let timeout = timeoutSeconds
+        let deadline = loop.scheduleTask(in: .seconds(timeout)) { [self] in
+            dropConnection()
+            answer.fail(TrackerProblem.timedOut(seconds: timeout))
+        }
+        answer.futureResult.whenComplete { _ in deadline.cancel() }
+        openChannel().whenComplete { result in
+            switch result {
+            case .failure(let error):
+                answer.fail(error)
+            case .success(let channel):
+                do {
+                    try channel.pipeline.syncOperations.handler(type: ResponseCollector.self).expect(answer)
+                } catch {
+                    answer.fail(WireError.closed)
+                    return
+                }
+                channel.writeAndFlush(channel.allocator.buffer(string: request.line + "\n"), promise: nil)
+            }
+        }
+        return answer.futureResult
+    }
+
+    private func openChannel() -> EventLoopFuture<Channel> {
+        switch connection.value {
+        case .open(let channel) where channel.isActive:
+            return loop.makeSucceededFuture(channel)
+        case .opening(let future):
+            return future
+        case .open, .none:
+            break
+        }
         let host = address.host.hasPrefix("[") ? String(address.host.dropFirst().dropLast()) : address.host
         let tls = self.tls
-        let channel = try await ClientBootstrap(group: group)
-            .connectTimeout(.seconds(5))
+        let opening = ClientBootstrap(group: loop)
+            .connectTimeout(.seconds(timeoutSeconds))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
@@ -68,9 +182,25 @@ public final class TrackerClient: @unchecked Sendable {
                     ])
                 }
             }
-            .connect(host: host, port: Int(address.port)).get()
-        self.channel = channel
-        return channel
+            .connect(host: host, port: Int(address.port))
+            .hop(to: loop)
+        connection.value = .opening(opening)
+        opening.whenComplete { [self] result in
+            guard case .opening(let current) = connection.value, current === opening else {
+                if case .success(let channel) = result { channel.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .success(let channel): connection.value = .open(channel)
+            case .failure: connection.value = .none
+            }
+        }
+        return opening
+    }
+
+    private func dropConnection() {
+        if case .open(let channel) = connection.value { channel.close(promise: nil) }
+        connection.value = .none
     }
 }
 
@@ -113,7 +243,7 @@ final class ResponseCollector: ChannelInboundHandler {
         if failure == nil { failure = error }
         let pending = waiting
         waiting = []
-        for promise in pending { promise.fail(error) }
+        for promise in pending { promise.fail(failure ?? error) }
         context.close(promise: nil)
     }
 }

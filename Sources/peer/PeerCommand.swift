@@ -52,6 +52,7 @@ struct PeerCommand: AsyncParsableCommand {
         )
         settings.tlsBackend = backend
         if let seconds = try file?.integer("heartbeat", in: 5...3600) { settings.heartbeatInterval = Int64(seconds) }
+        if let seconds = try file?.integer("tracker-timeout", in: 1...300) { settings.trackerTimeout = Int64(seconds) }
         if let file { settings.limits = try Self.limits(from: file) }
         try ProgramSupport.bootstrapLogging(levelName: file?.string("log-level"))
         // Past a file-size limit a write fails with a clear error instead of killing the peer.
@@ -62,7 +63,14 @@ struct PeerCommand: AsyncParsableCommand {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
         let node = try PeerNode(configuration: settings, group: group, threadPool: threadPool, logger: logger)
-        try await node.start()
+        do {
+            try await node.start()
+        } catch let failure as CommandFailure {
+            FileHandle.standardError.write(Data("peer '\(peerName)' cannot start: \(failure.code) \(failure.message)\n".utf8))
+            try? await group.shutdownGracefully()
+            try? await threadPool.shutdownGracefully()
+            throw ExitCode(1)
+        }
         let reloading = ProgramSupport.onReload { [logger] in
             do {
                 try node.reload()

@@ -68,6 +68,9 @@ final class PeerProcess {
                 buffered.removeSubrange(...newline)
                 return line
             }
+            // Wait for output at most until the deadline: a peer that hangs must not hang the test.
+            var ready = pollfd(fd: output.fileHandleForReading.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, Int32(max(1, min(1000, deadline.timeIntervalSinceNow * 1000)))) > 0 else { continue }
             let chunk = output.fileHandleForReading.availableData
             if chunk.isEmpty { return "EOF" }
             buffered.append(chunk)
