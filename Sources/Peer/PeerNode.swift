@@ -100,6 +100,8 @@ public final class PeerNode: @unchecked Sendable {
             throw CommandFailure(.invalidArguments, "\(configuration.host) is not an address of this machine; give one of its own addresses")
         } catch let error as IOError where error.errnoCode == EACCES {
             throw CommandFailure(.permissionDenied, "this user may not listen on port \(configuration.port); choose a port above 1023")
+        } catch let error as IOError {
+            throw CommandFailure(.invalidArguments, "cannot listen on \(configuration.host):\(configuration.port): \(String(cString: strerror(error.errnoCode)))")
         }
         self.server = server
         servingPort = UInt16(server.localAddress?.port ?? 0)
@@ -107,7 +109,14 @@ public final class PeerNode: @unchecked Sendable {
         for entry in index.all where FileStamp(path: entry.dataPath)?.matches(entry) != true {
             logger.warning("not announcing a share whose file changed or vanished", metadata: ["path": "\(entry.dataPath)"])
         }
-        await keepTrackersUpToDate()
+        // The first announcement may take many requests; start-up waits for it one deadline at most.
+        let firstRound = Task { await keepTrackersUpToDate() }
+        await withTaskGroup(of: Void.self) { race in
+            race.addTask { await firstRound.value }
+            race.addTask { [timeout = configuration.trackerTimeout] in try? await Task.sleep(for: .seconds(timeout)) }
+            await race.next()
+            race.cancelAll()
+        }
         let loop = group.next()
         upkeep = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
             Task { await keepTrackersUpToDate() }

@@ -73,6 +73,9 @@ final class Swarm: @unchecked Sendable {
     private var discovering = false
 
     /// What the swarm knows of one holder.
+    /// Seconds a connection to a holder may take to open.
+    static let connectTimeoutSeconds: Int64 = 5
+
     private struct HolderState {
         let record: HolderRecord
         var connection: Int?
@@ -80,6 +83,8 @@ final class Swarm: @unchecked Sendable {
         var retryAt = NIODeadline.uptimeNanoseconds(0)
         /// Banned or refused for good: never contacted again in this download.
         var excluded = false
+        /// Why the last connection to it ended, for the result line if the download fails.
+        var lastEnd: String?
     }
 
     init(
@@ -195,7 +200,7 @@ final class Swarm: @unchecked Sendable {
         let host = address.host.hasPrefix("[") ? String(address.host.dropFirst().dropLast()) : address.host
         let tls = self.tls
         ClientBootstrap(group: loop)
-            .connectTimeout(.seconds(5))
+            .connectTimeout(.seconds(Self.connectTimeoutSeconds))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let connection = SwarmConnection(id: id, holder: record, swarm: self)
@@ -210,7 +215,8 @@ final class Swarm: @unchecked Sendable {
             }
             .connect(host: host, port: Int(address.port))
             .whenFailure { [self] error in
-                connections[id]?.endReason = connections[id]?.endReason ?? "cannot connect: \(error)"
+                let problem = ConnectionProblem.cause(of: error, timeout: Self.connectTimeoutSeconds).predicate
+                connections[id]?.endReason = connections[id]?.endReason ?? problem
                 if connections[id] == nil { connections[id] = SwarmConnection(id: id, holder: record, swarm: self) }
                 connectionEnded(id)
             }
@@ -236,6 +242,7 @@ final class Swarm: @unchecked Sendable {
         if var state = holders[key], state.connection == id {
             state.connection = nil
             state.fruitlessAttempts += 1
+            state.lastEnd = connection.endReason
             state.retryAt = .now() + .seconds(Int64(state.fruitlessAttempts))
             if state.fruitlessAttempts >= Self.attemptsPerHolder { state.excluded = true }
             holders[key] = state
@@ -432,7 +439,10 @@ final class Swarm: @unchecked Sendable {
     private func giveUpIfHopeless() {
         guard outcome != nil, connections.isEmpty, connecting.isEmpty, processingBytes == 0, !discovering else { return }
         guard holders.values.allSatisfy(\.excluded) else { return }
-        var text = "\(missingSummary) and no holder can supply them (\(holders.count) tried"
+        let tried = holders.values.map { state in
+            "\(state.record.name) at \(state.record.address)" + (state.lastEnd.map { ": \($0)" } ?? "")
+        }.sorted()
+        var text = "\(missingSummary) and no holder can supply them (tried \(tried.joined(separator: "; "))"
         if !banned.isEmpty { text += "; banned for corrupt data: \(banned.joined(separator: ", "))" }
         fail(CommandFailure(.downloadFailed, text + ")"))
     }

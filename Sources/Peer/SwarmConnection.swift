@@ -67,7 +67,7 @@ final class SwarmConnection: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if endReason == nil { endReason = "\(error)" }
+        if endReason == nil { endReason = ConnectionProblem.cause(of: error, timeout: TLSConfiguration.defaultHandshakeTimeoutSeconds).predicate }
         context.close(promise: nil)
     }
 

@@ -1,94 +1,15 @@
-import Foundation
 import MTorrentFormat
 import NIOCore
 import NIOPosix
 import TLS
 import Wire
 
-/// Why one tracker gave no answer, by cause, so that a command's result line can say what
-/// happened: the tracker refused our certificate, what answered is not a tracker we trust, or the
-/// tracker could not be reached or broke off.
-public enum TrackerProblem: Error, Equatable, Sendable {
-    /// Nothing listens at the address.
-    case connectionRefused
-    /// No answer within the deadline (connect, handshake and answer together).
-    case timedOut(seconds: Int64)
-    /// The tracker refused our certificate (revoked, expired, another CA's, wrong role).
-    case ourCertificateRefused(String)
-    /// We refused what answered: not our CA, not a tracker, or a name other than the one dialled.
-    case notTrusted(String)
-    /// The address cannot be reached (no route, unknown name).
-    case unreachable(String)
-    /// The connection closed, or the answer broke the protocol.
-    case brokeOff(String)
-
-    /// The failure code a command reports when this is why no tracker answered.
-    public var code: FailureCode {
-        switch self {
-        case .ourCertificateRefused: return .certificateRefused
-        case .notTrusted: return .trackerNotTrusted
-        case .connectionRefused, .timedOut, .unreachable, .brokeOff: return .trackersUnreachable
-        }
-    }
-
-    /// One clause naming `tracker` and the cause, for a result line.
-    public func sentence(about tracker: TrackerAddress) -> String {
-        switch self {
-        case .connectionRefused: return "tracker \(tracker) refused the connection (is it running?)"
-        case .timedOut(let seconds): return "tracker \(tracker) did not answer within \(seconds) s"
-        case .ourCertificateRefused(let why): return "tracker \(tracker) refused our certificate (\(why))"
-        case .notTrusted(let why): return "\(tracker) is not a tracker we trust: \(why)"
-        case .unreachable(let why): return "tracker \(tracker) cannot be reached: \(why)"
-        case .brokeOff(let why): return "tracker \(tracker) \(why)"
-        }
-    }
-
-    /// The cause behind an error from connecting, the TLS handshake or the tracker protocol.
-    static func cause(of error: Error, timeout: Int64) -> TrackerProblem {
-        switch error {
-        case let problem as TrackerProblem:
-            return problem
-        case let tls as TLSError:
-            switch tls.code {
-            case .ourCertificateRefused: return .ourCertificateRefused(refusal(in: tls.reason))
-            case .peerCertificateRefused, .nameMismatch, .noPeerCertificate: return .notTrusted(tls.validation?.reason ?? tls.reason)
-            case .handshakeTimeout: return .timedOut(seconds: timeout)
-            default: return .brokeOff("broke off the TLS connection: \(tls.reason)")
-            }
-        case let connection as NIOConnectionError:
-            if connection.dnsAError != nil, connection.dnsAAAAError != nil, connection.connectionErrors.isEmpty {
-                return .unreachable("its host name cannot be resolved")
-            }
-            return connection.connectionErrors.lazy.map { cause(of: $0.error, timeout: timeout) }.first ?? .unreachable("no address to connect to")
-        case let io as IOError:
-            if io.errnoCode == ECONNREFUSED { return .connectionRefused }
-            return .unreachable(String(cString: strerror(io.errnoCode)))
-        case ChannelError.connectTimeout:
-            return .timedOut(seconds: timeout)
-        case WireError.closed:
-            return .brokeOff("closed the connection without answering")
-        case WireError.malformed(let what):
-            return .brokeOff("sent a malformed answer (\(what))")
-        case let wire as WireError:
-            return .brokeOff("broke the protocol (\(wire))")
-        default:
-            return .brokeOff("failed: \(error)")
-        }
-    }
-
-    /// "revoked" from "the other side refused our certificate: revoked".
-    private static func refusal(in reason: String) -> String {
-        guard let range = reason.range(of: "our certificate: ") else { return reason }
-        return "it says ours is " + reason[range.upperBound...]
-    }
-}
-
 /// Why a tracker could not be asked.
 public struct TrackerUnreachable: Error, CustomStringConvertible {
     public let tracker: TrackerAddress
-    public let problem: TrackerProblem
+    public let problem: ConnectionProblem
 
-    public var description: String { problem.sentence(about: tracker) }
+    public var description: String { problem.sentence(about: "tracker \(tracker)") }
 }
 
 /// A persistent mutual-TLS connection to one tracker, opened on first use and reopened after a
@@ -126,7 +47,7 @@ public final class TrackerClient: Sendable {
         do {
             return try await loop.flatSubmit { self.sendOnLoop(request) }.get()
         } catch {
-            throw TrackerUnreachable(tracker: address, problem: TrackerProblem.cause(of: error, timeout: timeoutSeconds))
+            throw TrackerUnreachable(tracker: address, problem: ConnectionProblem.cause(of: error, timeout: timeoutSeconds))
         }
     }
 
@@ -140,7 +61,7 @@ public final class TrackerClient: Sendable {
         let timeout = timeoutSeconds
         let deadline = loop.scheduleTask(in: .seconds(timeout)) { [self] in
             dropConnection()
-            answer.fail(TrackerProblem.timedOut(seconds: timeout))
+            answer.fail(ConnectionProblem.timedOut(seconds: timeout))
         }
         answer.futureResult.whenComplete { _ in deadline.cancel() }
         openChannel().whenComplete { result in

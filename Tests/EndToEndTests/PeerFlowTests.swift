@@ -164,6 +164,7 @@ import Wire
         let bob = try peer("bob", trackers, pki: bobPKI)
         let refused = try bob.run("get data.mtorrent b.bin")
         #expect(refused.hasPrefix("FAILURE: DOWNLOAD_FAILED"), "\(refused)")
+        #expect(refused.contains("alice at \(alice.servingAddress): refused our certificate (it says ours is revoked)"), "\(refused)")
         #expect(!FileManager.default.fileExists(atPath: ca.folder.file("b.bin")))
         // carol, not revoked, is still served.
         let carol = try peer("carol", trackers)
