@@ -105,6 +105,7 @@ let package = Package(
             name: "peer",
             dependencies: [
                 "Peer", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -170,6 +171,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MTorrentFormat"]),
+        .testTarget(name: "PeerTests", dependencies: ["Peer", "Wire"]),
         .testTarget(
             name: "WireTests",
             dependencies: ["Wire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]
