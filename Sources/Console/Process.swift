@@ -30,6 +30,7 @@ public enum ProgramSupport {
             }
             if let prompt = screen.prompt {
                 Screen.writeOutput(Screen.eraseLine + line + "\n" + prompt)
+                screen.promptShown = true
             } else {
                 Screen.writeOutput(line + "\n")
             }
@@ -45,9 +46,12 @@ public enum ProgramSupport {
         let reader = Thread {
             while true {
                 Screen.state.withLockedValue { screen in
-                    if let prompt = screen.prompt { Screen.writeOutput(prompt) }
+                    guard let prompt = screen.prompt, !screen.promptShown else { return }
+                    Screen.writeOutput(prompt)
+                    screen.promptShown = true
                 }
                 guard let line = readLine() else { break }
+                Screen.state.withLockedValue { $0.promptShown = false }
                 continuation.yield(line)
             }
             continuation.finish()

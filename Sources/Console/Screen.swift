@@ -12,6 +12,8 @@ enum Screen {
         var progressShown = false
         /// Shown again after every answer while set.
         var prompt: String?
+        /// Whether standard output ends in the prompt (nothing typed since it was shown).
+        var promptShown = false
     }
 
     static let state = NIOLockedValueBox(State())
