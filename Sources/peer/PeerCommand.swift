@@ -96,7 +96,7 @@ struct PeerCommand: AsyncParsableCommand {
         }
         let allSucceeded = await shell.finish()
         ProgramSupport.stopPrompt()
-        if exitRequested { ProgramSupport.say("SUCCESS: leaving the trackers") }
+        if exitRequested { shell.report(await shell.perform(.exit)) }
         if keepSeeding && !exitRequested {
             logger.info("keeping on seeding until SIGINT or SIGTERM")
             await ProgramSupport.waitForTermination()
@@ -182,7 +182,8 @@ final class Shell: Sendable {
         return state.withLockedValue { $0.allSucceeded }
     }
 
-    private func perform(_ command: ShellCommand) async -> Result<String, CommandFailure> {
+    /// Carries out one command (`exit` only answers: leaving is the caller's part).
+    func perform(_ command: ShellCommand) async -> Result<String, CommandFailure> {
         switch command {
         case .share(let file, let mtorrent):
             return await Result { () async throws(CommandFailure) in try await node.share(file: file, mtorrent: mtorrent) }
