@@ -105,6 +105,7 @@ let package = Package(
             name: "peer",
             dependencies: [
                 "Peer", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -19,9 +19,50 @@ public enum ProgramSupport {
         }
     }
 
-    /// Writes one line to standard output at once: scripts read such lines to learn ports.
+    /// Writes one line to standard output at once, whole even when several tasks answer at the
+    /// same time: scripts read such lines to learn ports and results. On a terminal it first
+    /// clears a progress line and the prompt, and shows the prompt again after it.
     public static func say(_ line: String) {
-        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        Screen.state.withLockedValue { screen in
+            if screen.progressShown {
+                Screen.writeError(Screen.eraseLine)
+                screen.progressShown = false
+            }
+            if let prompt = screen.prompt {
+                Screen.writeOutput(Screen.eraseLine + line + "\n" + prompt)
+                screen.promptShown = true
+            } else {
+                Screen.writeOutput(line + "\n")
+            }
+        }
+    }
+
+    /// The lines of standard input, read on a thread of their own so that a blocked read never
+    /// holds a thread that commands run on. With a `prompt` (for a terminal), it is shown before
+    /// each read and again after each answer until ``stopPrompt()``.
+    public static func standardInputLines(prompt: String?) -> AsyncStream<String> {
+        Screen.state.withLockedValue { $0.prompt = prompt }
+        let (lines, continuation) = AsyncStream.makeStream(of: String.self)
+        let reader = Thread {
+            while true {
+                Screen.state.withLockedValue { screen in
+                    guard let prompt = screen.prompt, !screen.promptShown else { return }
+                    Screen.writeOutput(prompt)
+                    screen.promptShown = true
+                }
+                guard let line = readLine() else { break }
+                Screen.state.withLockedValue { $0.promptShown = false }
+                continuation.yield(line)
+            }
+            continuation.finish()
+        }
+        reader.start()
+        return lines
+    }
+
+    /// No more prompt: the program is leaving.
+    public static func stopPrompt() {
+        Screen.state.withLockedValue { $0.prompt = nil }
     }
 
     /// Calls `reload` on every SIGHUP for as long as the returned source is kept.

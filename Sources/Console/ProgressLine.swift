@@ -2,7 +2,9 @@ import Foundation
 import NIOConcurrencyHelpers
 
 /// A one-line progress display on a terminal's standard error: percentage, bytes, rate and ETA,
-/// redrawn at most five times a second. Absent when standard error is not a terminal.
+/// redrawn at most five times a second. Absent when standard error is not a terminal. Of several
+/// running at once, only the first to draw does; when it finishes, its line is erased and the
+/// next one takes over.
 public final class ProgressLine: Sendable {
     private let label: String
     private let started = Date()
@@ -31,12 +33,25 @@ public final class ProgressLine: Sendable {
         let rate = Double(done) / seconds
         let eta = rate > 0 ? Double(total - min(done, total)) / rate : 0
         let line = String(
-            format: "\r%@: %5.1f%%  %.0f/%.0f MB  %.0f MB/s  ETA %.0f s ", label, percent, Double(done) / 1e6, Double(total) / 1e6, rate / 1e6, eta
+            format: Screen.eraseLine + "%@: %5.1f%%  %.0f/%.0f MB  %.0f MB/s  ETA %.0f s ", label, percent, Double(done) / 1e6, Double(total) / 1e6, rate / 1e6, eta
         )
-        FileHandle.standardError.write(Data(line.utf8))
+        let me = ObjectIdentifier(self)
+        Screen.state.withLockedValue { screen in
+            guard screen.progressOwner == nil || screen.progressOwner == me else { return }
+            screen.progressOwner = me
+            screen.progressShown = true
+            Screen.writeError(line)
+        }
     }
 
+    /// Erases the line if this one is shown and lets another progress line draw.
     public func finish() {
-        FileHandle.standardError.write(Data("\n".utf8))
+        let me = ObjectIdentifier(self)
+        Screen.state.withLockedValue { screen in
+            guard screen.progressOwner == me else { return }
+            if screen.progressShown { Screen.writeError(Screen.eraseLine) }
+            screen.progressOwner = nil
+            screen.progressShown = false
+        }
     }
 }

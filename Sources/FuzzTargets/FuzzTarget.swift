@@ -20,6 +20,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case acl
     /// A tracker or peer configuration file (`ConfigFile`).
     case config
+    /// Lines typed at the peer's shell (`ShellCommand`, `ShellWords`).
+    case shell
 
     /// Feeds one input to the parser; stops the process if an invariant breaks.
     public func run(_ bytes: [UInt8]) {
@@ -29,6 +31,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .peer: Self.peer(bytes)
         case .acl: _ = try? AccessControlList(text: String(decoding: bytes, as: UTF8.self), source: "fuzz input")
         case .config: Self.config(bytes)
+        case .shell: Self.shell(bytes)
         }
     }
 
@@ -71,6 +74,19 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         for key in keys {
             _ = file.string(key)
             _ = try? file.integer(key, in: 0...Int(Int32.max))
+        }
+    }
+
+    private static func shell(_ bytes: [UInt8]) {
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
+            guard let command = try? ShellCommand.parse(String(line)) else { continue }
+            _ = command.paths(relativeTo: "/fuzz")
+            guard let words = try? ShellWords.split(String(line)) else { preconditionFailure("a command was read from words that do not split") }
+            let quoted = words.map { "'" + $0.split(separator: "'", omittingEmptySubsequences: false).joined(separator: #"'\''"#) + "'" }.joined(separator: " ")
+            precondition((try? ShellWords.split(quoted)) == words, "words quoted again do not split back the same")
+            if quoted.utf8.count <= ShellCommand.maximumLineBytes {
+                precondition((try? ShellCommand.parse(quoted)) == command, "a command quoted again does not read back the same")
+            }
         }
     }
 }

@@ -212,8 +212,9 @@ public final class PeerNode: @unchecked Sendable {
 
     /// `get <mtorrent> <save>`: verify, ask the trackers, download verified pieces from every
     /// holder at once while serving them, then seed. A `.part` left by an interrupted `get` is
-    /// re-verified and resumed.
-    public func get(mtorrent path: String, saveTo savePath: String, progress: (@Sendable (UInt64, UInt64) -> Void)?) async throws(CommandFailure) -> String {
+    /// re-verified and resumed. A save location that is a folder receives the file under the
+    /// `.mtorrent`'s name (``SaveLocation`` says how the folder is opened).
+    public func get(mtorrent path: String, saveTo location: String, progress: (@Sendable (UInt64, UInt64) -> Void)?) async throws(CommandFailure) -> String {
         let torrent: MTorrent
         let signer: VerifiedIdentity
         do {
@@ -222,7 +223,7 @@ public final class PeerNode: @unchecked Sendable {
             if error.code == .unreadable { throw CommandFailure(.mtorrentFileNotFound, error.description) }
             throw CommandFailure(.signatureInvalid, "\(path) is refused before any network traffic: \(error.description)")
         }
-        let part = try await openPart(savePath: savePath, torrent: torrent)
+        let part = try await openPart(location: location, torrent: torrent)
         let file = FileID(bytes: torrent.root)!
         var logger = self.logger
         logger[metadataKey: "file"] = "\(file)"
@@ -257,14 +258,14 @@ public final class PeerNode: @unchecked Sendable {
             throw kept ? CommandFailure(error.code, error.message + "; the verified pieces stay in \(part.partPath): run the same get again to resume") : error
         }
         let rate = report.seconds > 0 ? Double(report.fetchedBytes) / report.seconds / 1e6 : 0
-        var summary = "downloaded \(torrent.name) to \(savePath): \(report.bytes) bytes, \(report.pieceCount) pieces verified against the signature of '\(signer.name)'"
+        var summary = "downloaded \(torrent.name) to \(part.savePath): \(report.bytes) bytes, \(report.pieceCount) pieces verified against the signature of '\(signer.name)'"
         if report.resumedPieces > 0 { summary += "; \(report.resumedPieces) were already verified in the .part of an earlier attempt" }
         let sources = report.piecesByHolder.sorted { $0.value > $1.value }.map { "\($0.key) (\($0.value))" }
         summary += String(format: "; fetched %d pieces at %.1f MB/s from ", report.fetchedPieces, rate) + (sources.isEmpty ? "nobody" : sources.joined(separator: ", "))
         if !report.bannedPeers.isEmpty { summary += "; banned \(report.bannedPeers.joined(separator: ", ")) for corrupt pieces" }
-        if let stamp = FileStamp(path: savePath) {
+        if let stamp = FileStamp(path: part.savePath) {
             try? index.add(ShareEntry(
-                root: torrent.rootHex, dataPath: URL(fileURLWithPath: savePath).standardizedFileURL.path,
+                root: torrent.rootHex, dataPath: URL(fileURLWithPath: part.savePath).standardizedFileURL.path,
                 mtorrentPath: URL(fileURLWithPath: path).standardizedFileURL.path, size: stamp.size, pieceSize: torrent.layout.pieceSize,
                 modifiedSeconds: stamp.seconds, modifiedNanoseconds: stamp.nanoseconds
             ))
@@ -275,10 +276,10 @@ public final class PeerNode: @unchecked Sendable {
     }
 
     /// Opens (or resumes) the `.part` file; re-verifying an earlier one reads it all, off the caller's thread.
-    private func openPart(savePath: String, torrent: MTorrent) async throws(CommandFailure) -> PartFile {
+    private func openPart(location: String, torrent: MTorrent) async throws(CommandFailure) -> PartFile {
         let result = try? await threadPool.runIfActive { () -> Result<PartFile, CommandFailure> in
             do throws(CommandFailure) {
-                return .success(try PartFile(savePath: savePath, layout: torrent.layout, pieceHashes: torrent.pieceHashes))
+                return .success(try PartFile(location: location, defaultName: torrent.name, layout: torrent.layout, pieceHashes: torrent.pieceHashes))
             } catch {
                 return .failure(error)
             }

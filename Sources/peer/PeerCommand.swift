@@ -4,6 +4,7 @@ import FileIO
 import Foundation
 import Logging
 import MTorrentFormat
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PKI
@@ -16,15 +17,18 @@ struct PeerCommand: AsyncParsableCommand {
         commandName: "peer",
         abstract: "Run a MiniTorrent peer: share, get and remove files, serving them to other peers over mutual TLS.",
         discussion: """
-            Commands, one per line on standard input:
+            Commands, one per line on standard input (quote names with spaces, as in a shell):
               share <file_path> <mtorrent_destination>
-              get <mtorrent_file> <save_location>
+              get <mtorrent_file> <save_location>     (a folder receives the .mtorrent's file name)
               remove <mtorrent_file>
               status
+              help
               exit
             Each prints one line: 'SUCCESS: …' or 'FAILURE: CODE message'. Logs go to standard error.
-            At the end of input the peer exits 0 if every command succeeded, 1 otherwise, unless
-            --keep-seeding keeps it serving until SIGINT or SIGTERM. SIGHUP rereads the CA and CRL.
+            Commands run at once, side by side; one that names a file an earlier running command
+            names waits for it. exit and the end of input wait for the running commands; the peer
+            then exits 0 if every command succeeded, 1 otherwise, unless --keep-seeding keeps it
+            serving until SIGINT or SIGTERM. SIGHUP rereads the CA and CRL.
             """
     )
 
@@ -80,41 +84,27 @@ struct PeerCommand: AsyncParsableCommand {
         }
         defer { withExtendedLifetime(reloading) {} }
         FileHandle.standardError.write(Data("peer '\(peerName)' serving on \(listen.host):\(node.servingPort)\n".utf8))
-        var allSucceeded = true
+        let shell = Shell(node: node)
+        let lines = ProgramSupport.standardInputLines(prompt: isatty(STDIN_FILENO) == 1 ? "> " : nil)
         var exitRequested = false
-        while !exitRequested, let line = readLine() {
-            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-            guard let command = words.first else { continue }
-            let outcome: Result<String, CommandFailure>
-            switch (command, words.count) {
-            case ("share", 3):
-                outcome = await Result { () async throws(CommandFailure) in try await node.share(file: words[1], mtorrent: words[2]) }
-            case ("get", 3):
-                let progress = ProgressLine.make(label: "get \(words[1])")
-                var report: (@Sendable (UInt64, UInt64) -> Void)?
-                if let progress { report = { done, total in progress.update(done: done, total: total) } }
-                let reporter = report
-                outcome = await Result { () async throws(CommandFailure) in
-                    try await node.get(mtorrent: words[1], saveTo: words[2], progress: reporter)
-                }
-                progress?.finish()
-            case ("remove", 2):
-                outcome = await Result { () async throws(CommandFailure) in try await node.remove(mtorrent: words[1]) }
-            case ("status", 1):
-                outcome = .success(node.status())
-            case ("exit", 1):
+        for await line in lines {
+            let command: ShellCommand
+            do throws(CommandFailure) {
+                guard let parsed = try ShellCommand.parse(line) else { continue }
+                command = parsed
+            } catch {
+                shell.report(.failure(error))
+                continue
+            }
+            if command == .exit {
                 exitRequested = true
-                outcome = .success("leaving the trackers")
-            default:
-                outcome = .failure(CommandFailure(.invalidArguments, "usage: share <file_path> <mtorrent_destination> | get <mtorrent_file> <save_location> | remove <mtorrent_file> | status | exit"))
+                break
             }
-            switch outcome {
-            case .success(let message): ProgramSupport.say("SUCCESS: \(message)")
-            case .failure(let failure):
-                allSucceeded = false
-                ProgramSupport.say("FAILURE: \(failure.code) \(failure.message)")
-            }
+            shell.start(command)
         }
+        let allSucceeded = await shell.finish()
+        ProgramSupport.stopPrompt()
+        if exitRequested { shell.report(await shell.perform(.exit)) }
         if keepSeeding && !exitRequested {
             logger.info("keeping on seeding until SIGINT or SIGTERM")
             await ProgramSupport.waitForTermination()
@@ -140,6 +130,84 @@ struct PeerCommand: AsyncParsableCommand {
         if let value = try file.integer("stall-timeout", in: 2...600) { limits.stallTimeout = Int64(value) }
         if let value = try file.integer("discovery-interval", in: 1...600) { limits.discoveryInterval = Int64(value) }
         return limits
+    }
+}
+
+/// Runs the shell's commands side by side: each starts when read, after every earlier command
+/// still running that names one of the same paths; each answer is printed whole when it is ready.
+final class Shell: Sendable {
+    private struct Running {
+        let id: Int
+        let paths: Set<String>
+        let task: Task<Void, Never>
+    }
+
+    private struct State {
+        var running: [Running] = []
+        var finished: Set<Int> = []
+        var nextID = 0
+        var allSucceeded = true
+    }
+
+    private let node: PeerNode
+    private let folder = FileManager.default.currentDirectoryPath
+    private let state = NIOLockedValueBox(State())
+
+    init(node: PeerNode) {
+        self.node = node
+    }
+
+    /// Starts `command` once the earlier commands it depends on are done.
+    func start(_ command: ShellCommand) {
+        let paths = command.paths(relativeTo: folder)
+        state.withLockedValue { state in
+            state.running.removeAll { state.finished.remove($0.id) != nil }
+            let earlier = state.running.filter { !$0.paths.isDisjoint(with: paths) }.map(\.task)
+            let id = state.nextID
+            state.nextID += 1
+            let task = Task { [self] in
+                for task in earlier { await task.value }
+                report(await perform(command))
+                self.state.withLockedValue { _ = $0.finished.insert(id) }
+            }
+            state.running.append(Running(id: id, paths: paths, task: task))
+        }
+    }
+
+    /// Prints the answer and remembers a failure for the exit status.
+    func report(_ outcome: Result<String, CommandFailure>) {
+        switch outcome {
+        case .success(let message): ProgramSupport.say("SUCCESS: \(message)")
+        case .failure(let failure):
+            state.withLockedValue { $0.allSucceeded = false }
+            ProgramSupport.say("FAILURE: \(failure.code) \(failure.message)")
+        }
+    }
+
+    /// Waits for every running command; true if every command succeeded.
+    func finish() async -> Bool {
+        for entry in state.withLockedValue({ $0.running }) { await entry.task.value }
+        return state.withLockedValue { $0.allSucceeded }
+    }
+
+    /// Carries out one command (`exit` only answers: leaving is the caller's part).
+    func perform(_ command: ShellCommand) async -> Result<String, CommandFailure> {
+        switch command {
+        case .share(let file, let mtorrent):
+            return await Result { () async throws(CommandFailure) in try await node.share(file: file, mtorrent: mtorrent) }
+        case .get(let mtorrent, let location):
+            let progress = ProgressLine.make(label: "get \(mtorrent)")
+            var report: (@Sendable (UInt64, UInt64) -> Void)?
+            if let progress { report = { done, total in progress.update(done: done, total: total) } }
+            let reporter = report
+            defer { progress?.finish() }
+            return await Result { () async throws(CommandFailure) in try await node.get(mtorrent: mtorrent, saveTo: location, progress: reporter) }
+        case .remove(let mtorrent):
+            return await Result { () async throws(CommandFailure) in try await node.remove(mtorrent: mtorrent) }
+        case .status: return .success(node.status())
+        case .help: return .success(ShellCommand.helpText)
+        case .exit: return .success("leaving the trackers")
+        }
     }
 }
 

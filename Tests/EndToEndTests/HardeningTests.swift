@@ -31,11 +31,12 @@ import Wire
         try TrackerProcess(folder: folder, arguments: ["--pki", ca.layout.folder, "--name", "tracker1", "--data", ca.folder.file("tracker-data")], listen: listen)
     }
 
-    private func peer(_ name: String, _ tracker: TrackerAddress, config: String = "", fileSizeLimit: Int? = nil) throws -> PeerProcess {
+    /// A peer working in `home` (a folder of the test folder; the test folder itself by default).
+    private func peer(_ name: String, _ tracker: TrackerAddress, config: String = "", fileSizeLimit: Int? = nil, home: String? = nil) throws -> PeerProcess {
         let path = ca.folder.file("\(name).conf")
         try (config + "stall-timeout = 2\ndiscovery-interval = 1\n").write(toFile: path, atomically: true, encoding: .utf8)
         return try PeerProcess(
-            folder: folder, name: name, trackers: [tracker.description, "127.0.0.1:1"], pki: ca.layout.folder, extra: ["--config", path],
+            folder: home.map(ca.folder.file) ?? folder, name: name, trackers: [tracker.description, "127.0.0.1:1"], pki: ca.layout.folder, extra: ["--config", path],
             fileSizeLimit: fileSizeLimit
         )
     }
@@ -160,6 +161,87 @@ import Wire
             #expect(try files.contentsOfDirectory(atPath: ca.folder.file("locked")).isEmpty)
         }
         #expect(try bob.run("get data.mtorrent real/copy.bin").hasPrefix("SUCCESS:"))
+    }
+
+    @Test func aFolderAsSaveLocationReceivesTheMTorrentsFileName() throws {
+        let t1 = try tracker()
+        let alice = try peer("alice", t1.address)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let files = FileManager.default
+        for home in ["bob-home", "bob-home/into", "bob-home/slash", "carol-home"] {
+            try files.createDirectory(atPath: ca.folder.file(home), withIntermediateDirectories: false)
+        }
+        let bob = try peer("bob", t1.address, home: "bob-home")
+        for (location, written) in [(".", "./data.bin"), ("into", "into/data.bin"), ("slash/", "slash/data.bin")] {
+            let summary = try bob.run("get ../data.mtorrent \(location)")
+            #expect(summary.hasPrefix("SUCCESS: downloaded data.bin to \(written):"), "\(location): \(summary)")
+            #expect(same("data.bin", "bob-home/\(written)"), "\(location)")
+        }
+        #expect(try bob.run("status").hasPrefix("SUCCESS: serving"))
+        let carol = try peer("carol", t1.address, home: "carol-home")
+        #expect(try carol.run("get ../data.mtorrent ./").hasPrefix("SUCCESS: downloaded data.bin to ./data.bin:"))
+        #expect(same("data.bin", "carol-home/data.bin"))
+        let again = try carol.run("get ../data.mtorrent .")
+        #expect(again.hasPrefix("FAILURE: ALREADY_EXISTS ./data.bin already exists"), "\(again)")
+        #expect(try carol.run("status").hasPrefix("SUCCESS: serving"))
+        #expect(carol.finish() == 1)
+        #expect(bob.finish() == 0)
+    }
+
+    @Test func aSaveLocationThroughALinkAndBackIsRefusedAndWritesNothing() throws {
+        let t1 = try tracker()
+        let alice = try peer("alice", t1.address)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let files = FileManager.default
+        for name in ["real", "elsewhere", "elsewhere/inner"] { try files.createDirectory(atPath: ca.folder.file(name), withIntermediateDirectories: false) }
+        try files.createSymbolicLink(atPath: ca.folder.file("real/lnk"), withDestinationPath: ca.folder.file("elsewhere/inner"))
+        let bob = try peer("bob", t1.address)
+        let refused = try bob.run("get data.mtorrent real/lnk/../out.bin")
+        #expect(refused.hasPrefix("FAILURE: INVALID_ARGUMENTS") && refused.contains("symbolic link (real/lnk)"), "\(refused)")
+        #expect(!exists("out.bin") && !exists("real/out.bin") && !exists("elsewhere/out.bin") && !exists("elsewhere/out.bin.part"))
+        #expect(try bob.run("status").hasPrefix("SUCCESS: serving"))
+        #expect(try bob.run("get data.mtorrent real/inner/../out.bin").hasPrefix("FAILURE: INVALID_ARGUMENTS"))
+        #expect(try bob.run("get data.mtorrent real/./../real/out.bin").hasPrefix("SUCCESS: downloaded data.bin to real/./../real/out.bin:"))
+        #expect(same("data.bin", "real/out.bin"))
+    }
+
+    // MARK: - Shell
+
+    @Test func aFileNameWithSpacesIsSharedAndFetchedThroughQuotes() throws {
+        try makeFile("my file.bin", size: 1024 * 1024)
+        let t1 = try tracker()
+        let alice = try peer("alice", t1.address)
+        let shared = try alice.run(#"share "my file.bin" 'my file.mtorrent'"#)
+        #expect(shared.hasPrefix("SUCCESS: shared my file.bin") && shared.hasSuffix("wrote my file.mtorrent"), "\(shared)")
+        let bob = try peer("bob", t1.address)
+        #expect(try bob.run(#"get my\ file.mtorrent "my copy.bin""#).hasPrefix("SUCCESS: downloaded my file.bin to my copy.bin:"))
+        #expect(same("my file.bin", "my copy.bin"))
+        let open = try bob.run(#"get "my file.mtorrent other.bin"#)
+        #expect(open.hasPrefix("FAILURE: INVALID_ARGUMENTS") && open.contains("not closed"), "\(open)")
+    }
+
+    @Test func statusHelpAndMistakesAreAnsweredAtOnceWhileASlowGetRuns() throws {
+        let t1 = try tracker()
+        // 1 MiB/s: the 8 MiB download takes about 8 s.
+        let alice = try peer("alice", t1.address, config: "upload-limit = 1024\n")
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let bob = try peer("bob", t1.address)
+        #expect(bob.send("get data.mtorrent slow.bin"))
+        usleep(500_000)
+        let status = try bob.run("status", timeout: 5)
+        #expect(status.hasPrefix("SUCCESS: serving 0 file(s)"), "\(status)")
+        #expect(try bob.run("help", timeout: 5).hasPrefix("SUCCESS: commands: share <file> <mtorrent> | get <mtorrent> <save_location> |"))
+        let unknown = try bob.run("shar data.bin x.mtorrent", timeout: 5)
+        #expect(unknown == "FAILURE: UNKNOWN_COMMAND 'shar' is not a command; did you mean 'share'? Type help for the list")
+        #expect(!exists("slow.bin"))
+        // Naming the file the get writes, this command waits for the get, then finds it there.
+        #expect(bob.send("get data.mtorrent slow.bin"))
+        let done = bob.answer(timeout: 60)
+        #expect(done.hasPrefix("SUCCESS: downloaded data.bin to slow.bin:"), "\(done)")
+        #expect(bob.answer(timeout: 10).hasPrefix("FAILURE: ALREADY_EXISTS slow.bin already exists"))
+        #expect(same("data.bin", "slow.bin"))
+        #expect(try bob.run("exit") == "SUCCESS: leaving the trackers")
+        #expect(bob.finish() == 1)
     }
 
     // MARK: - Faults

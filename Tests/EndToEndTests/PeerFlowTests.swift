@@ -49,7 +49,7 @@ import Wire
         #expect(!FileManager.default.fileExists(atPath: ca.folder.file("copy.bin.part")))
         #expect(try bob.run("get data.mtorrent copy.bin").hasPrefix("FAILURE: ALREADY_EXISTS"))
         #expect(try bob.run("get nothing.mtorrent x.bin").hasPrefix("FAILURE: MTORRENT_FILE_NOT_FOUND"))
-        #expect(try bob.run("fetch everything").hasPrefix("FAILURE: INVALID_ARGUMENTS"))
+        #expect(try bob.run("fetch everything").hasPrefix("FAILURE: UNKNOWN_COMMAND 'fetch' is not a command"))
         #expect(bob.finish() == 1)
         #expect(try alice.run("remove data.mtorrent").hasPrefix("SUCCESS:"))
         #expect(FileManager.default.fileExists(atPath: ca.folder.file("data.bin")))
