@@ -83,6 +83,10 @@ final class PeerProcess {
                 buffered.removeSubrange(...newline)
                 return line
             }
+            // Wait for output no longer than the deadline: a silent peer must not hold the test.
+            var ready = pollfd(fd: output.fileHandleForReading.fileDescriptor, events: Int16(POLLIN), revents: 0)
+            let milliseconds = Int32(max(1, min(deadline.timeIntervalSinceNow * 1000, 1000)))
+            guard poll(&ready, 1, milliseconds) > 0 else { continue }
             let chunk = output.fileHandleForReading.availableData
             if chunk.isEmpty { return "EOF" }
             buffered.append(chunk)
