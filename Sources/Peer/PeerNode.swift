@@ -2,6 +2,7 @@ import FileIO
 import Foundation
 import Logging
 import MTorrentFormat
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PKI
@@ -50,6 +51,8 @@ public final class PeerNode: @unchecked Sendable {
     private let index: ShareIndex
     private let partials = PartialShares()
     private var seeder: Seeder?
+    /// The downloads running now, so that a new CRL reaches their connections.
+    private let swarms = NIOLockedValueBox<[ObjectIdentifier: Swarm]>([:])
     private let peerTLS: TLSContext
     private let trackers: [TrackerClient]
     private var server: Channel?
@@ -161,8 +164,10 @@ public final class PeerNode: @unchecked Sendable {
             torrent: torrent, part: part, share: share, tls: peerTLS, loop: group.next(), threadPool: threadPool, limits: configuration.limits,
             logger: logger, progress: progress, discover: { [self] in (try? await findHolders(of: file, name: torrent.name)) ?? [] }
         )
+        swarms.withLockedValue { $0[ObjectIdentifier(swarm)] = swarm }
         let report: DownloadReport
         do {
+            defer { _ = swarms.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(swarm)) } }
             report = try await swarm.run(holders: holders)
             try part.finish()
         } catch {
@@ -257,15 +262,19 @@ public final class PeerNode: @unchecked Sendable {
         } catch {
             throw CommandFailure(.stateError, "cannot update the share index: \(error)")
         }
+        _ = seeder?.stopServing(file)
         return "\(outcome); no longer serving \(torrent.name) (the data file is kept)"
     }
 
     /// Reloads the CA certificate and the CRL (the peer does this on SIGHUP): from then on every
-    /// handshake, as server and as client, and every `.mtorrent` check uses them.
+    /// handshake, as server and as client, and every `.mtorrent` check uses them. Live uploads to,
+    /// and downloads from, a certificate the new CRL revokes are closed.
     public func reload() throws {
         let newTrust = try TrustStore.load(from: configuration.pki)
         trust.replace(with: newTrust)
-        logger.info("reloaded CA and CRL", metadata: ["crl": "\(newTrust.revocationList.number)"])
+        let closed = seeder?.closeRevoked(by: newTrust) ?? 0
+        for swarm in swarms.withLockedValue({ Array($0.values) }) { swarm.closeRevoked(by: newTrust) }
+        logger.info("reloaded CA and CRL", metadata: ["crl": "\(newTrust.revocationList.number)", "closed": "\(closed)"])
     }
 
     /// Leaves the trackers and stops serving.

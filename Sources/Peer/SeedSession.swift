@@ -53,6 +53,7 @@ final class SeedSession: ChannelInboundHandler {
         if case TLSEvent.handshakeCompleted(let identity)? = event as? TLSEvent {
             logger[metadataKey: "peer"] = "\(identity.name)"
             peer = identity.fingerprint
+            seeder.register(context.channel, identity: identity)
         } else if event is IdleStateHandler.IdleStateEvent {
             context.close(promise: nil)
         }
@@ -80,6 +81,7 @@ final class SeedSession: ChannelInboundHandler {
         queued.removeAll()
         pacing?.cancel()
         pacing = nil
+        seeder.unregister(context.channel)
         context.fireChannelInactive()
     }
 
@@ -109,6 +111,7 @@ final class SeedSession: ChannelInboundHandler {
             }
             let served = ServedFile(file: file, path: entry.dataPath, descriptor: SharedDescriptor(fd), pieceSize: entry.pieceSize, size: entry.size, entry: entry)
             serving = (served, nil)
+            seeder.record(file, servedOn: context.channel)
             logger.info("serving")
             context.writeAndFlush(wrapOutboundOut(.bitfield(Bitfield.full(count: pieceCount(entry.size, entry.pieceSize)).bytes)), promise: nil)
         } else if let share = seeder.partials.share(for: file) {
@@ -130,6 +133,7 @@ final class SeedSession: ChannelInboundHandler {
                 file: file, path: share.partPath, descriptor: SharedDescriptor(fd), pieceSize: share.layout.pieceSize, size: share.layout.fileSize, entry: nil
             )
             serving = (served, (share, watcher))
+            seeder.record(file, servedOn: context.channel)
             logger.info("serving the verified pieces of a download in progress", metadata: ["pieces": "\(held.heldCount)/\(held.count)"])
             context.writeAndFlush(wrapOutboundOut(.bitfield(held.bytes)), promise: nil)
         } else {

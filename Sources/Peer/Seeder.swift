@@ -11,6 +11,7 @@ import Wire
 /// piece verified later), and asks for blocks. File reads run on a thread pool, never on an event
 /// loop; a shared file whose size or modification time changed since it was shared is not served.
 /// Upload slots, queued requests per connection and the upload rate are limited (``PeerLimits``).
+/// Every authenticated connection is listed, so that `remove` and a new CRL can close it.
 public final class Seeder: Sendable {
     private let index: ShareIndex
     let partials: PartialShares
@@ -20,11 +21,19 @@ public final class Seeder: Sendable {
     let limits: PeerLimits
     let pacer: UploadPacer
     private let counters = NIOLockedValueBox<Counters>(Counters())
+    private let uploads = NIOLockedValueBox<[ObjectIdentifier: LiveUpload]>([:])
 
     private struct Counters {
         var connections = 0
         var sessionsByPeer: [String: Int] = [:]
         var uploaded: [FileID: UInt64] = [:]
+    }
+
+    /// A connection to this server whose client proved its certificate, and the file it asked for.
+    private struct LiveUpload {
+        let identity: VerifiedIdentity
+        let channel: Channel
+        var file: FileID?
     }
 
     init(index: ShareIndex, partials: PartialShares, tls: TLSContext, threadPool: NIOThreadPool, limits: PeerLimits, logger: Logger) {
@@ -59,6 +68,44 @@ public final class Seeder: Sendable {
                 }
             }
             .bind(host: host, port: port).wait()
+    }
+
+    /// Records a connection once its client's certificate is verified.
+    func register(_ channel: Channel, identity: VerifiedIdentity) {
+        uploads.withLockedValue { $0[ObjectIdentifier(channel)] = LiveUpload(identity: identity, channel: channel) }
+    }
+
+    /// Records the file a connection is served.
+    func record(_ file: FileID, servedOn channel: Channel) {
+        uploads.withLockedValue { $0[ObjectIdentifier(channel)]?.file = file }
+    }
+
+    /// Forgets a connection that has closed.
+    func unregister(_ channel: Channel) {
+        _ = uploads.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    /// Closes every connection serving `file`, complete or in progress (the file is no longer
+    /// shared); returns how many.
+    func stopServing(_ file: FileID) -> Int {
+        let closing = uploads.withLockedValue { $0.values.filter { $0.file == file } }
+        for upload in closing {
+            logger.info("closing an upload: the file is no longer shared", metadata: ["peer": "\(upload.identity.name)", "file": "\(file)"])
+            upload.channel.close(promise: nil)
+        }
+        return closing.count
+    }
+
+    /// Closes every connection whose client certificate `trust` revokes; returns how many.
+    func closeRevoked(by trust: TrustStore) -> Int {
+        let closing = uploads.withLockedValue { $0.values.filter { trust.revokes($0.identity) } }
+        for upload in closing {
+            logger.warning("closing an upload to a revoked certificate", metadata: [
+                "peer": "\(upload.identity.name)", "fingerprint": "\(upload.identity.fingerprint)", "file": "\(upload.file.map { "\($0)" } ?? "none yet")",
+            ])
+            upload.channel.close(promise: nil)
+        }
+        return closing.count
     }
 
     /// Bytes uploaded per file since this peer started.

@@ -139,6 +139,55 @@ import Wire
         let uploaded = status.firstMatch(of: /(\d+) bytes uploaded in all/).flatMap { Int($0.output.1) } ?? Int.max
         #expect(uploaded < 6 * fileSize, "\(status)")
     }
+
+    // MARK: - Live transfers that must end
+
+    /// alice seeds data.bin at 256 KiB/s, so that the whole file takes about 32 s, and carol's
+    /// `get` of it has fetched its first pieces.
+    private func carolDownloadsSlowlyFromAlice() throws -> (tracker: TrackerProcess, alice: PeerProcess, carol: PeerProcess) {
+        let t1 = try tracker()
+        let alice = try peer("alice", t1, uploadKiBPerSecond: 256)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let carol = try peer("carol", t1)
+        #expect(carol.send("get data.mtorrent carol.bin"))
+        let deadline = Date() + 10
+        while Date() < deadline, intactPieces(ca.folder.file("carol.bin.part")) < 2 { usleep(50_000) }
+        return (t1, alice, carol)
+    }
+
+    @Test func revokingADownloaderEndsItsTransferAtTheSeeder() throws {
+        let (t1, alice, carol) = try carolDownloadsSlowlyFromAlice()
+        defer { withExtendedLifetime(t1) {} }
+        try ca.authority.revoke(name: "carol", reason: .keyCompromise)
+        kill(alice.process.processIdentifier, SIGHUP)
+        #expect(alice.logShows("closing an upload to a revoked certificate", "peer=carol", within: 2))
+        // About 30 s of the transfer were left; alice refuses carol's attempts to come back.
+        let summary = carol.answer(timeout: 12)
+        #expect(summary.hasPrefix("FAILURE: DOWNLOAD_FAILED"), "\(summary)")
+        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("carol.bin")))
+    }
+
+    @Test func revokingAHolderEndsTheDownloadFromIt() throws {
+        let (t1, alice, carol) = try carolDownloadsSlowlyFromAlice()
+        defer { withExtendedLifetime((t1, alice)) {} }
+        try ca.authority.revoke(name: "alice", reason: .keyCompromise)
+        kill(carol.process.processIdentifier, SIGHUP)
+        #expect(carol.logShows("closing the connection to a holder whose certificate is revoked", "peer=alice", within: 2))
+        // alice is the only holder: the download fails instead of finishing.
+        let summary = carol.answer(timeout: 5)
+        #expect(summary.hasPrefix("FAILURE: DOWNLOAD_FAILED"), "\(summary)")
+        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("carol.bin")))
+    }
+
+    @Test func removingAFileEndsTheTransfersServingIt() throws {
+        let (t1, alice, carol) = try carolDownloadsSlowlyFromAlice()
+        defer { withExtendedLifetime(t1) {} }
+        #expect(try alice.run("remove data.mtorrent").hasPrefix("SUCCESS:"))
+        #expect(alice.logShows("closing an upload: the file is no longer shared", "peer=carol", within: 2))
+        let summary = carol.answer(timeout: 12)
+        #expect(summary.hasPrefix("FAILURE: DOWNLOAD_FAILED"), "\(summary)")
+        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("carol.bin")))
+    }
 }
 
 /// A holder with a valid certificate that offers every piece and then misbehaves: it never
