@@ -78,7 +78,7 @@ public final class PeerNode: @unchecked Sendable {
 
     /// Starts serving, re-announces remembered shares and starts heartbeats.
     public func start() async throws {
-        let seeder = Seeder(index: index, partials: partials, tls: peerTLS, threadPool: threadPool, limits: configuration.limits, logger: logger)
+        let seeder = Seeder(index: index, partials: partials, tls: peerTLS, trust: trust, threadPool: threadPool, limits: configuration.limits, logger: logger)
         self.seeder = seeder
         let server = try seeder.start(host: configuration.host, port: configuration.port, group: group)
         self.server = server

@@ -16,6 +16,8 @@ public final class Seeder: Sendable {
     private let index: ShareIndex
     let partials: PartialShares
     private let tls: TLSContext
+    /// The CA and CRL in force, as the handshakes see them.
+    private let trust: TrustSource
     private let threadPool: NIOThreadPool
     private let logger: Logger
     let limits: PeerLimits
@@ -36,10 +38,13 @@ public final class Seeder: Sendable {
         var file: FileID?
     }
 
-    init(index: ShareIndex, partials: PartialShares, tls: TLSContext, threadPool: NIOThreadPool, limits: PeerLimits, logger: Logger) {
+    init(
+        index: ShareIndex, partials: PartialShares, tls: TLSContext, trust: TrustSource, threadPool: NIOThreadPool, limits: PeerLimits, logger: Logger
+    ) {
         self.index = index
         self.partials = partials
         self.tls = tls
+        self.trust = trust
         self.threadPool = threadPool
         self.limits = limits
         self.logger = logger
@@ -70,14 +75,17 @@ public final class Seeder: Sendable {
             .bind(host: host, port: port).wait()
     }
 
-    /// Records a connection once its client's certificate is verified.
+    /// Records a connection once its client's certificate is verified. A handshake judged by the
+    /// CA and CRL in force just before a reload is caught here, as the reload's sweep may have missed it.
     func register(_ channel: Channel, identity: VerifiedIdentity) {
         uploads.withLockedValue { $0[ObjectIdentifier(channel)] = LiveUpload(identity: identity, channel: channel) }
+        if trust.current.revokes(identity) { _ = closeRevoked(by: trust.current) }
     }
 
-    /// Records the file a connection is served.
+    /// Records the file a connection is served; closes it if `remove` withdrew the file meanwhile.
     func record(_ file: FileID, servedOn channel: Channel) {
         uploads.withLockedValue { $0[ObjectIdentifier(channel)]?.file = file }
+        if index.entry(for: file) == nil, partials.share(for: file) == nil { _ = stopServing(file) }
     }
 
     /// Forgets a connection that has closed.
