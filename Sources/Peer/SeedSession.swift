@@ -10,15 +10,6 @@ import Wire
 import Glibc
 #endif
 
-/// One block a downloader asked for.
-struct BlockRequest {
-    let piece: UInt32
-    let offset: UInt32
-    let length: UInt32
-    /// Where the block starts in the file.
-    let start: UInt64
-}
-
 /// One downloader's connection to this peer. Blocks asked for wait in a queue and are read one at
 /// a time on the thread pool, so they go out in the order asked for; the next read starts only
 /// when the channel can take more bytes. When the connection ends, the blocks still queued are
@@ -34,7 +25,7 @@ final class SeedSession: ChannelInboundHandler {
     private var logger: Logger
     /// The file named by HELLO, and the watcher token when it is a download in progress.
     private var serving: (file: ServedFile, partial: (share: PartialShare, watcher: Int)?)?
-    private var queued = CircularBuffer<BlockRequest>()
+    private var queued = CircularBuffer<Block>()
     /// A block is being read, or waits for its turn under the upload limit.
     private var busy = false
     /// The next try to send a block held back by the upload limit.
@@ -160,7 +151,7 @@ final class SeedSession: ChannelInboundHandler {
             logger.warning("a client queued more requests than allowed", metadata: ["limit": "\(limit)"])
             return refuse(.tooManyRequests, "more than \(limit) requests waiting", context: context)
         }
-        queued.append(BlockRequest(piece: piece, offset: offset, length: length, start: start))
+        queued.append(Block(piece: Int(piece), offset: Int(offset), length: Int(length)))
         pump(context: context)
     }
 
@@ -169,7 +160,7 @@ final class SeedSession: ChannelInboundHandler {
         guard !busy, let file = serving?.file, context.channel.isActive, context.channel.isWritable, let block = queued.popFirst() else { return }
         busy = true
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        file.read(length: Int(block.length), at: block.start, allocator: context.channel.allocator, threadPool: threadPool, eventLoop: context.eventLoop)
+        file.read(block, allocator: context.channel.allocator, threadPool: threadPool, eventLoop: context.eventLoop)
             .whenComplete { result in
                 let (session, context) = bound.value
                 switch result {
@@ -183,7 +174,7 @@ final class SeedSession: ChannelInboundHandler {
     }
 
     /// Hands a block read to the channel when the upload limit lets it go; drops it if the connection ended.
-    private func send(_ block: BlockRequest, _ data: ByteBuffer, context: ChannelHandlerContext) {
+    private func send(_ block: Block, _ data: ByteBuffer, context: ChannelHandlerContext) {
         pacing = nil
         guard context.channel.isActive, let file = serving?.file.file else {
             busy = false
@@ -199,7 +190,7 @@ final class SeedSession: ChannelInboundHandler {
             return
         }
         seeder.countUpload(data.readableBytes, of: file)
-        context.writeAndFlush(wrapOutboundOut(.piece(piece: block.piece, offset: block.offset, data: data)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.piece(piece: UInt32(block.piece), offset: UInt32(block.offset), data: data)), promise: nil)
         busy = false
         pump(context: context)
     }

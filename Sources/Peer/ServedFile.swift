@@ -75,12 +75,12 @@ struct ServedFile: Sendable {
     /// Set for a complete share; nil for the `.part` of a download in progress.
     let entry: ShareEntry?
 
-    /// Reads `length` bytes at `offset` on the thread pool. A read the connection gave up before it
-    /// began fails as ``BlockReadFailure/cancelled`` without touching the disk.
-    func read(
-        length: Int, at offset: UInt64, allocator: ByteBufferAllocator, threadPool: NIOThreadPool, eventLoop: EventLoop
-    ) -> EventLoopFuture<ByteBuffer> {
-        threadPool.runIfActive(eventLoop: eventLoop) { [self] () throws(BlockReadFailure) -> ByteBuffer in
+    /// Reads `block` on the thread pool. A read the connection gave up before it began fails as
+    /// ``BlockReadFailure/cancelled`` without touching the disk.
+    func read(_ block: Block, allocator: ByteBufferAllocator, threadPool: NIOThreadPool, eventLoop: EventLoop) -> EventLoopFuture<ByteBuffer> {
+        let offset = UInt64(block.piece) * UInt64(pieceSize) + UInt64(block.offset)
+        let length = block.length
+        return threadPool.runIfActive(eventLoop: eventLoop) { [self] () throws(BlockReadFailure) -> ByteBuffer in
             guard let fd = descriptor.borrow() else { throw .cancelled }
             defer { descriptor.giveBack() }
             if let entry, FileStamp(fd: fd)?.matches(entry) != true { throw .changedOnDisk }

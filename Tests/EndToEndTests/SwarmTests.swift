@@ -155,28 +155,33 @@ import Wire
         return (t1, alice, carol)
     }
 
-    @Test func revokingADownloaderEndsItsTransferAtTheSeeder() throws {
-        let (t1, alice, carol) = try carolDownloadsSlowlyFromAlice()
-        defer { withExtendedLifetime(t1) {} }
-        try ca.authority.revoke(name: "carol", reason: .keyCompromise)
-        kill(alice.process.processIdentifier, SIGHUP)
-        #expect(alice.logShows("closing an upload to a revoked certificate", "peer=carol", within: 2))
-        // About 30 s of the transfer were left; alice refuses carol's attempts to come back.
-        let summary = carol.answer(timeout: 12)
+    /// carol's get ends with a failure within `seconds`, and leaves no output file.
+    private func expectFailure(of carol: PeerProcess, within seconds: Double) {
+        let summary = carol.answer(timeout: seconds)
         #expect(summary.hasPrefix("FAILURE: DOWNLOAD_FAILED"), "\(summary)")
         #expect(!FileManager.default.fileExists(atPath: ca.folder.file("carol.bin")))
     }
 
-    @Test func revokingAHolderEndsTheDownloadFromIt() throws {
+    /// Revokes `revoked` (alice or carol) during carol's download from alice, and sends SIGHUP to
+    /// the other one, which must log `closing` with the revoked peer's name.
+    private func revokeDuringADownload(_ revoked: String, logs closing: String, failsWithin seconds: Double) throws {
         let (t1, alice, carol) = try carolDownloadsSlowlyFromAlice()
         defer { withExtendedLifetime((t1, alice)) {} }
-        try ca.authority.revoke(name: "alice", reason: .keyCompromise)
-        kill(carol.process.processIdentifier, SIGHUP)
-        #expect(carol.logShows("closing the connection to a holder whose certificate is revoked", "peer=alice", within: 2))
+        let reloading = revoked == "carol" ? alice : carol
+        try ca.authority.revoke(name: revoked, reason: .keyCompromise)
+        kill(reloading.process.processIdentifier, SIGHUP)
+        #expect(reloading.logShows(closing, "peer=\(revoked)", within: 2))
+        expectFailure(of: carol, within: seconds)
+    }
+
+    @Test func revokingADownloaderEndsItsTransferAtTheSeeder() throws {
+        // About 30 s of the transfer are left; alice refuses carol's attempts to come back.
+        try revokeDuringADownload("carol", logs: "closing an upload to a revoked certificate", failsWithin: 12)
+    }
+
+    @Test func revokingAHolderEndsTheDownloadFromIt() throws {
         // alice is the only holder: the download fails instead of finishing.
-        let summary = carol.answer(timeout: 5)
-        #expect(summary.hasPrefix("FAILURE: DOWNLOAD_FAILED"), "\(summary)")
-        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("carol.bin")))
+        try revokeDuringADownload("alice", logs: "closing the connection to a holder whose certificate is revoked", failsWithin: 5)
     }
 
     @Test func removingAFileEndsTheTransfersServingIt() throws {
@@ -184,9 +189,7 @@ import Wire
         defer { withExtendedLifetime(t1) {} }
         #expect(try alice.run("remove data.mtorrent").hasPrefix("SUCCESS:"))
         #expect(alice.logShows("closing an upload: the file is no longer shared", "peer=carol", within: 2))
-        let summary = carol.answer(timeout: 12)
-        #expect(summary.hasPrefix("FAILURE: DOWNLOAD_FAILED"), "\(summary)")
-        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("carol.bin")))
+        expectFailure(of: carol, within: 12)
     }
 }
 
