@@ -87,6 +87,14 @@ public struct TrustStore: Sendable {
         )
     }
 
+    /// Whether this store's revocation list names the certificate `identity` was read from (an
+    /// identity whose serial cannot be read counts as revoked). Servers ask it for every live
+    /// connection after loading a new CRL.
+    public func revokes(_ identity: VerifiedIdentity) -> Bool {
+        guard let serial = Hex.decode(identity.serial) else { return true }
+        return revocationList.entry(for: Certificate.SerialNumber(bytes: serial)) != nil
+    }
+
     private static func checkLeafUsages(_ certificate: Certificate, name: String) throws(ValidationError) {
         let extensions = certificate.extensions
         do {

@@ -32,7 +32,8 @@ public struct PeerLimits: Sendable, Equatable {
 }
 
 /// Spreads uploads over time so that, over all connections together, no more than the configured
-/// bytes per second leave this peer: each block is given the next free slot on a shared timeline.
+/// bytes per second leave this peer: a block is charged to a shared timeline only when it is about
+/// to be sent, so a connection that ends while it waits has taken nothing from the others.
 final class UploadPacer: Sendable {
     private let bytesPerSecond: UInt64
     private let nextFree = NIOLockedValueBox<NIODeadline>(.uptimeNanoseconds(0))
@@ -41,15 +42,16 @@ final class UploadPacer: Sendable {
         self.bytesPerSecond = bytesPerSecond
     }
 
-    /// How long to wait before sending `bytes` (zero without a limit).
-    func delay(forSending bytes: Int) -> TimeAmount {
+    /// Zero when `bytes` may be sent now, and then they are charged; otherwise how long to wait
+    /// before asking again, and nothing is charged.
+    func waitBeforeSending(_ bytes: Int) -> TimeAmount {
         guard bytesPerSecond > 0 else { return .zero }
         let now = NIODeadline.now()
         let duration = TimeAmount.nanoseconds(Int64(Double(bytes) / Double(bytesPerSecond) * 1e9))
         return nextFree.withLockedValue { next in
-            let start = max(next, now)
-            next = start + duration
-            return start - now
+            guard next <= now else { return next - now }
+            next = now + duration
+            return .zero
         }
     }
 }

@@ -55,6 +55,8 @@ public final class PeerNode: @unchecked Sendable {
     private let index: ShareIndex
     private let partials = PartialShares()
     private var seeder: Seeder?
+    /// The downloads running now, so that a new CRL reaches their connections.
+    private let swarms = NIOLockedValueBox<[ObjectIdentifier: Swarm]>([:])
     private let peerTLS: TLSContext
     private let trackers: [TrackerClient]
     private var server: Channel?
@@ -89,7 +91,7 @@ public final class PeerNode: @unchecked Sendable {
     /// keeps the trackers up to date from then on: heartbeats, and a full announcement to a
     /// tracker that comes back after it failed.
     public func start() async throws {
-        let seeder = Seeder(index: index, partials: partials, tls: peerTLS, threadPool: threadPool, limits: configuration.limits, logger: logger)
+        let seeder = Seeder(index: index, partials: partials, tls: peerTLS, trust: trust, threadPool: threadPool, limits: configuration.limits, logger: logger)
         self.seeder = seeder
         let server: Channel
         do {
@@ -245,8 +247,10 @@ public final class PeerNode: @unchecked Sendable {
             torrent: torrent, part: part, share: share, tls: peerTLS, loop: group.next(), threadPool: threadPool, limits: configuration.limits,
             logger: logger, progress: progress, discover: { [self] in (try? await findHolders(of: file, name: torrent.name)) ?? [] }
         )
+        swarms.withLockedValue { $0[ObjectIdentifier(swarm)] = swarm }
         let report: DownloadReport
         do {
+            defer { _ = swarms.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(swarm)) } }
             report = try await swarm.run(holders: holders)
             try part.finish()
         } catch {
@@ -339,6 +343,7 @@ public final class PeerNode: @unchecked Sendable {
             } catch {
                 throw CommandFailure(.stateError, "cannot update the share index \(index.path): \(error)")
             }
+            _ = seeder?.stopServing(file)
         }
         let answers = await askTrackers(.remove(file: file, port: servingPort))
         if served {
@@ -357,11 +362,14 @@ public final class PeerNode: @unchecked Sendable {
     }
 
     /// Reloads the CA certificate and the CRL (the peer does this on SIGHUP): from then on every
-    /// handshake, as server and as client, and every `.mtorrent` check uses them.
+    /// handshake, as server and as client, and every `.mtorrent` check uses them. Live uploads to,
+    /// and downloads from, a certificate the new CRL revokes are closed.
     public func reload() throws {
         let newTrust = try TrustStore.load(from: configuration.pki)
         trust.replace(with: newTrust)
-        logger.info("reloaded CA and CRL", metadata: ["crl": "\(newTrust.revocationList.number)"])
+        let closed = seeder?.closeRevoked(by: newTrust) ?? 0
+        for swarm in swarms.withLockedValue({ Array($0.values) }) { swarm.closeRevoked(by: newTrust) }
+        logger.info("reloaded CA and CRL", metadata: ["crl": "\(newTrust.revocationList.number)", "closed": "\(closed)"])
     }
 
     /// Leaves the trackers (each within its deadline) and stops serving.

@@ -1,31 +1,29 @@
-import FileIO
 import Logging
 import NIOCore
 import NIOPosix
 import PKI
-import Pieces
 import NIOConcurrencyHelpers
 import TLS
 import Wire
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Serves the files in the share index, and the verified pieces of downloads in progress, to other
 /// peers over mutual TLS: a client names a file (HELLO), gets the bitfield (then a HAVE for every
 /// piece verified later), and asks for blocks. File reads run on a thread pool, never on an event
 /// loop; a shared file whose size or modification time changed since it was shared is not served.
 /// Upload slots, queued requests per connection and the upload rate are limited (``PeerLimits``).
+/// Every authenticated connection is listed, so that `remove` and a new CRL can close it.
 public final class Seeder: Sendable {
     private let index: ShareIndex
     let partials: PartialShares
     private let tls: TLSContext
+    /// The CA and CRL in force, as the handshakes see them.
+    private let trust: TrustSource
     private let threadPool: NIOThreadPool
     private let logger: Logger
     let limits: PeerLimits
     let pacer: UploadPacer
     private let counters = NIOLockedValueBox<Counters>(Counters())
+    private let uploads = NIOLockedValueBox<[ObjectIdentifier: LiveUpload]>([:])
 
     private struct Counters {
         var connections = 0
@@ -33,10 +31,20 @@ public final class Seeder: Sendable {
         var uploaded: [FileID: UInt64] = [:]
     }
 
-    init(index: ShareIndex, partials: PartialShares, tls: TLSContext, threadPool: NIOThreadPool, limits: PeerLimits, logger: Logger) {
+    /// A connection to this server whose client proved its certificate, and the file it asked for.
+    private struct LiveUpload {
+        let identity: VerifiedIdentity
+        let channel: Channel
+        var file: FileID?
+    }
+
+    init(
+        index: ShareIndex, partials: PartialShares, tls: TLSContext, trust: TrustSource, threadPool: NIOThreadPool, limits: PeerLimits, logger: Logger
+    ) {
         self.index = index
         self.partials = partials
         self.tls = tls
+        self.trust = trust
         self.threadPool = threadPool
         self.limits = limits
         self.logger = logger
@@ -67,9 +75,51 @@ public final class Seeder: Sendable {
             .bind(host: host, port: port).wait()
     }
 
+    /// Records a connection once its client's certificate is verified. A handshake judged by the
+    /// CA and CRL in force just before a reload is caught here, as the reload's sweep may have missed it.
+    func register(_ channel: Channel, identity: VerifiedIdentity) {
+        uploads.withLockedValue { $0[ObjectIdentifier(channel)] = LiveUpload(identity: identity, channel: channel) }
+        if trust.current.revokes(identity) { _ = closeRevoked(by: trust.current) }
+    }
+
+    /// Records the file a connection is served; closes it if `remove` withdrew the file meanwhile.
+    func record(_ file: FileID, servedOn channel: Channel) {
+        uploads.withLockedValue { $0[ObjectIdentifier(channel)]?.file = file }
+        if index.entry(for: file) == nil, partials.share(for: file) == nil { _ = stopServing(file) }
+    }
+
+    /// Forgets a connection that has closed.
+    func unregister(_ channel: Channel) {
+        _ = uploads.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+    }
+
+    /// Closes every connection serving `file`, complete or in progress (the file is no longer
+    /// shared); returns how many.
+    func stopServing(_ file: FileID) -> Int {
+        let closing = uploads.withLockedValue { $0.values.filter { $0.file == file } }
+        for upload in closing {
+            logger.info("closing an upload: the file is no longer shared", metadata: ["peer": "\(upload.identity.name)", "file": "\(file)"])
+            upload.channel.close(promise: nil)
+        }
+        return closing.count
+    }
+
+    /// Closes every connection whose client certificate `trust` revokes; returns how many.
+    func closeRevoked(by trust: TrustStore) -> Int {
+        let closing = uploads.withLockedValue { $0.values.filter { trust.revokes($0.identity) } }
+        for upload in closing {
+            logger.warning("closing an upload to a revoked certificate", metadata: [
+                "peer": "\(upload.identity.name)", "fingerprint": "\(upload.identity.fingerprint)", "file": "\(upload.file.map { "\($0)" } ?? "none yet")",
+            ])
+            upload.channel.close(promise: nil)
+        }
+        return closing.count
+    }
+
     /// Bytes uploaded per file since this peer started.
     var uploaded: [FileID: UInt64] { counters.withLockedValue { $0.uploaded } }
 
+    /// Counts bytes handed to a live connection.
     func countUpload(_ bytes: Int, of file: FileID) {
         counters.withLockedValue { $0.uploaded[file, default: 0] += UInt64(bytes) }
     }
@@ -102,198 +152,3 @@ public final class Seeder: Sendable {
         }
     }
 }
-
-/// One downloader's connection to this peer.
-final class SeedSession: ChannelInboundHandler {
-    typealias InboundIn = PeerFrame
-    typealias OutboundOut = PeerFrame
-
-    /// What the connection serves: a shared file (checked against its stamp) or a download in progress.
-    private enum Source {
-        case complete(ShareEntry)
-        case partial(PartialShare, watcher: Int)
-    }
-
-    private let seeder: Seeder
-    private let index: ShareIndex
-    private let threadPool: NIOThreadPool
-    private var logger: Logger
-    private var serving: (file: FileID, source: Source, fd: Int32, pieceSize: Int, size: UInt64)?
-    /// Reads run one after another so that blocks go out in the order they were asked for.
-    private var previousRead: EventLoopFuture<Void>?
-    private var queuedRequests = 0
-    private var peer = ""
-    /// Completed when the channel can take more bytes (reads from disk wait for it).
-    private var writable: EventLoopPromise<Void>?
-
-    init(seeder: Seeder, index: ShareIndex, threadPool: NIOThreadPool, logger: Logger) {
-        self.seeder = seeder
-        self.index = index
-        self.threadPool = threadPool
-        self.logger = logger
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case TLSEvent.handshakeCompleted(let identity)? = event as? TLSEvent {
-            logger[metadataKey: "peer"] = "\(identity.name)"
-            peer = identity.fingerprint
-        } else if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-        }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .hello(let file):
-            hello(file, context: context)
-        case .request(let piece, let offset, let length):
-            request(piece: piece, offset: offset, length: length, context: context)
-        default:
-            refuse(.badRequest, "only HELLO and REQUEST frames are served", context: context)
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        if let serving {
-            close(serving.fd)
-            if case .partial(let share, let watcher) = serving.source { share.unwatch(watcher) }
-            seeder.releaseSlot(for: peer)
-        }
-        serving = nil
-        writable?.succeed()
-        writable = nil
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        logger.warning("closing a download connection: \(error)")
-        context.close(promise: nil)
-    }
-
-    private func hello(_ file: FileID, context: ChannelHandlerContext) {
-        guard serving == nil else { return refuse(.badRequest, "one file per connection", context: context) }
-        logger[metadataKey: "file"] = "\(file)"
-        if let entry = index.entry(for: file) {
-            let fd = open(entry.dataPath, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0, FileStamp(fd: fd)?.matches(entry) == true else {
-                if fd >= 0 { close(fd) }
-                logger.warning("not serving a file that changed since it was shared", metadata: ["path": "\(entry.dataPath)"])
-                return refuse(.fileChanged, "the shared copy changed on disk; it is no longer served", context: context)
-            }
-            if let busy = seeder.takeSlot(for: peer) {
-                close(fd)
-                return refuse(.busy, busy, context: context)
-            }
-            serving = (file, .complete(entry), fd, entry.pieceSize, entry.size)
-            logger.info("serving")
-            context.writeAndFlush(wrapOutboundOut(.bitfield(Bitfield.full(count: pieceCount(entry.size, entry.pieceSize)).bytes)), promise: nil)
-        } else if let share = seeder.partials.share(for: file) {
-            let fd = open(share.partPath, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { return refuse(.fileNotFound, "this peer has just finished or given up \(file); ask the tracker again", context: context) }
-            if let busy = seeder.takeSlot(for: peer) {
-                close(fd)
-                return refuse(.busy, busy, context: context)
-            }
-            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            let eventLoop = context.eventLoop
-            let (held, watcher) = share.watch { piece in
-                eventLoop.execute {
-                    let (session, context) = bound.value
-                    context.writeAndFlush(session.wrapOutboundOut(.have(piece: UInt32(piece))), promise: nil)
-                }
-            }
-            serving = (file, .partial(share, watcher: watcher), fd, share.layout.pieceSize, share.layout.fileSize)
-            logger.info("serving the verified pieces of a download in progress", metadata: ["pieces": "\(held.heldCount)/\(held.count)"])
-            context.writeAndFlush(wrapOutboundOut(.bitfield(held.bytes)), promise: nil)
-        } else {
-            refuse(.fileNotFound, "this peer does not share \(file)", context: context)
-        }
-    }
-
-    private func pieceCount(_ size: UInt64, _ pieceSize: Int) -> Int {
-        Int((size + UInt64(pieceSize) - 1) / UInt64(pieceSize))
-    }
-
-    private func request(piece: UInt32, offset: UInt32, length: UInt32, context: ChannelHandlerContext) {
-        guard let (file, source, fd, pieceSize, size) = serving else { return refuse(.badRequest, "HELLO first", context: context) }
-        let start = UInt64(piece) * UInt64(pieceSize) + UInt64(offset)
-        guard offset < pieceSize, UInt64(offset) + UInt64(length) <= UInt64(pieceSize), start + UInt64(length) <= size else {
-            return refuse(.badRequest, "piece \(piece) offset \(offset) length \(length) is outside the file", context: context)
-        }
-        var entry: ShareEntry?
-        switch source {
-        case .complete(let shared): entry = shared
-        case .partial(let share, _):
-            guard share.holds(Int(piece)) else { return refuse(.badRequest, "piece \(piece) was not offered", context: context) }
-        }
-        queuedRequests += 1
-        guard queuedRequests <= seeder.limits.queuedRequestsPerConnection else {
-            logger.warning("a client queued more requests than allowed", metadata: ["limit": "\(seeder.limits.queuedRequestsPerConnection)"])
-            return refuse(.tooManyRequests, "more than \(seeder.limits.queuedRequestsPerConnection) requests waiting", context: context)
-        }
-        let checkedEntry = entry
-        let allocator = context.channel.allocator
-        let threadPool = self.threadPool
-        let eventLoop = context.eventLoop
-        let readBlock: @Sendable () -> EventLoopFuture<ByteBuffer> = {
-            threadPool.runIfActive(eventLoop: eventLoop) { () throws -> ByteBuffer in
-                if let checkedEntry, FileStamp(fd: fd)?.matches(checkedEntry) != true { throw FileChanged() }
-                var buffer = allocator.buffer(capacity: Int(length))
-                try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Int(length)) { space in
-                    let n = pread(fd, space.baseAddress, Int(length), off_t(start))
-                    guard n == Int(length) else { throw FileChanged() }
-                    return n
-                }
-                return buffer
-            }
-        }
-        let pacer = seeder.pacer
-        let paced: @Sendable () -> EventLoopFuture<ByteBuffer> = {
-            readBlock().flatMap { data in
-                let wait = pacer.delay(forSending: Int(length))
-                guard wait > .zero else { return eventLoop.makeSucceededFuture(data) }
-                return eventLoop.scheduleTask(in: wait) { data }.futureResult
-            }
-        }
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        // A client that does not read its blocks is not sent more: the next read waits for room.
-        let whenWritable: @Sendable () -> EventLoopFuture<ByteBuffer> = {
-            let (session, context) = bound.value
-            return session.roomToWrite(context: context).flatMap(paced)
-        }
-        let read = previousRead.map { $0.flatMap(whenWritable) } ?? whenWritable()
-        previousRead = read.map { data in
-            let (session, context) = bound.value
-            session.queuedRequests -= 1
-            session.seeder.countUpload(Int(length), of: file)
-            context.writeAndFlush(session.wrapOutboundOut(.piece(piece: piece, offset: offset, data: data)), promise: nil)
-        }.flatMapErrorThrowing { error in
-            let (session, context) = bound.value
-            session.logger.warning("stopped serving a file that changed on disk")
-            session.refuse(.fileChanged, "the shared copy changed on disk; it is no longer served", context: context)
-            throw error
-        }
-    }
-
-    private func roomToWrite(context: ChannelHandlerContext) -> EventLoopFuture<Void> {
-        if context.channel.isWritable || !context.channel.isActive { return context.eventLoop.makeSucceededVoidFuture() }
-        if writable == nil { writable = context.eventLoop.makePromise() }
-        return writable!.futureResult
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            writable?.succeed()
-            writable = nil
-        }
-        context.fireChannelWritabilityChanged()
-    }
-
-    private func refuse(_ code: FailureCode, _ message: String, context: ChannelHandlerContext) {
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.reject(code: code, message: message))).whenComplete { _ in channel.close(promise: nil) }
-    }
-}
-
-struct FileChanged: Error {}

@@ -229,8 +229,25 @@ final class Swarm: @unchecked Sendable {
             connection.close(because: "it proved to be '\(identity.name)', not '\(connection.holder.name)' as the tracker recorded")
             return
         }
+        connection.identity = identity
         connection.send(.hello(file: share.file))
         connection.flush()
+    }
+
+    /// Closes, within the swarm's event loop, every connection to a holder whose certificate
+    /// `trust` revokes, and never contacts that holder again in this download.
+    func closeRevoked(by trust: TrustStore) {
+        loop.execute { [self] in
+            for connection in connections.values {
+                guard let identity = connection.identity, trust.revokes(identity) else { continue }
+                exclude(connection.holder)
+                logger.warning("closing the connection to a holder whose certificate is revoked", metadata: [
+                    "peer": "\(identity.name)", "fingerprint": "\(identity.fingerprint)", "address": "\(connection.holder.address)",
+                    "file": "\(share.file)",
+                ])
+                connection.close(because: "its certificate is revoked")
+            }
+        }
     }
 
     func connectionEnded(_ id: Int) {

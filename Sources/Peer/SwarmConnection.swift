@@ -23,6 +23,8 @@ final class SwarmConnection: ChannelInboundHandler {
     private let swarm: Swarm
     private var context: ChannelHandlerContext?
 
+    /// Who the holder proved to be (known once the handshake completed and matched the tracker's record).
+    var identity: VerifiedIdentity?
     /// What the holder has (known once its bitfield arrived).
     var bits: Bitfield?
     /// Blocks chosen for this connection and not yet requested, in order.

@@ -6,7 +6,6 @@ import PKI
 import NIOConcurrencyHelpers
 import TLS
 import Wire
-import X509
 
 /// Everything a tracker needs to run; the `tracker` command fills it from flags and a config file.
 public struct TrackerConfiguration: Sendable {
@@ -112,17 +111,12 @@ public final class TrackerServer: Sendable {
         trust.replace(with: newTrust)
         acl.withLockedValue { $0 = newACL }
         var closed = 0
-        for (_, connection) in connections.withLockedValue({ $0 }) where Self.isRevoked(connection.identity, by: newTrust) {
+        for (_, connection) in connections.withLockedValue({ $0 }) where newTrust.revokes(connection.identity) {
             logger.warning("closing connection of a revoked certificate", metadata: ["peer": "\(connection.identity.name)"])
             connection.channel.close(promise: nil)
             closed += 1
         }
         logger.info("reloaded CA, CRL and ACL", metadata: ["crl": "\(newTrust.revocationList.number)", "acl": "\(newACL.source)", "closed": "\(closed)"])
-    }
-
-    private static func isRevoked(_ identity: VerifiedIdentity, by trust: TrustStore) -> Bool {
-        guard let serial = Hex.decode(identity.serial) else { return true }
-        return trust.revocationList.entry(for: Certificate.SerialNumber(bytes: serial)) != nil
     }
 
     private func setUp(_ child: Channel) throws {

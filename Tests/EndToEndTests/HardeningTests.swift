@@ -108,6 +108,41 @@ import Wire
         try await slow.channel.close()
     }
 
+    @Test func connectionsThatHangUpOnAFullQueueCostNothing() async throws {
+        let t1 = try tracker()
+        // 4 MiB/s: an honest copy takes about 2 s; the requests of the flood would take 160 s.
+        let alice = try peer("alice", t1.address, config: "upload-limit = 4096\n")
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let torrent = try MTorrent.load(from: ca.folder.file("data.mtorrent"), trust: try ca.trust()).0
+        let file = try #require(FileID(bytes: torrent.root))
+        let pieceSize = torrent.layout.pieceSize
+        let requests = (0..<64).map { PeerFrame.request(piece: UInt32($0 % torrent.layout.pieceCount), offset: 0, length: UInt32(pieceSize)) }
+        // Each client fills its queue and hangs up just after the next one was served its bitfield.
+        let floods = 10
+        var previous: RawPeerClient?
+        for _ in 0..<floods {
+            let client = try await RawPeerClient.connect(to: alice.servingAddress, as: "carol", ca: ca)
+            client.send([.hello(file: file)])
+            _ = try await client.frames { !$0.isEmpty }
+            if let previous {
+                previous.send(requests)
+                try await previous.channel.close()
+            }
+            previous = client
+        }
+        previous?.send(requests)
+        try await previous?.channel.close()
+        try await Task.sleep(for: .seconds(2))
+        let status = try alice.run("status")
+        let uploaded = status.firstMatch(of: /(\d+) bytes uploaded in all/).flatMap { Int($0.output.1) } ?? Int.max
+        // At most a block per client may have left before its hang-up was seen.
+        #expect(uploaded <= floods * pieceSize, "\(status)")
+        let started = Date()
+        try honestGet(t1.address, into: "bob.bin")
+        #expect(Date().timeIntervalSince(started) < 20)
+        #expect(!alice.log.contains("changed on disk"))
+    }
+
     @Test func silentConnectionsHitTheConnectionLimitAndTimeOut() async throws {
         let t1 = try tracker()
         let alice = try peer("alice", t1.address, config: "max-connections = 3\nhandshake-timeout = 1\nidle-timeout = 5\n")

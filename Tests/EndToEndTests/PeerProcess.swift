@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A `peer` process from the built binary, driven line by line through its standard input.
 final class PeerProcess {
@@ -9,6 +10,10 @@ final class PeerProcess {
     private var buffered = Data()
     /// The address it serves other peers on, from its start-up line.
     private(set) var servingAddress = ""
+    private let logged = PeerLog()
+
+    /// What the peer has written to its log (standard error) so far.
+    var log: String { logged.text }
 
     /// `fileSizeLimit` starts the peer under that RLIMIT_FSIZE (bytes), as a full disk would stop it.
     init(folder: String, name: String, trackers: [String], pki: String, extra: [String] = [], fileSizeLimit: Int? = nil) throws {
@@ -26,20 +31,30 @@ final class PeerProcess {
         process.standardOutput = output
         process.standardError = errors
         try process.run()
-        var log = Data()
         let deadline = Date() + 20
         while Date() < deadline {
             let chunk = errors.fileHandleForReading.availableData
             if chunk.isEmpty { break }
-            log.append(chunk)
-            let text = String(decoding: log, as: UTF8.self)
+            logged.append(chunk)
+            let text = logged.text
             if let range = text.range(of: "serving on ") {
                 servingAddress = String(text[range.upperBound...].prefix { $0 != "\n" })
                 break
             }
         }
-        // Keep draining the log so the peer never blocks on a full pipe.
-        errors.fileHandleForReading.readabilityHandler = { handle in _ = handle.availableData }
+        // Keep reading the log so the peer never blocks on a full pipe.
+        let logged = self.logged
+        errors.fileHandleForReading.readabilityHandler = { handle in logged.append(handle.availableData) }
+    }
+
+    /// Whether a log line holding every one of `parts` appears within `seconds`.
+    func logShows(_ parts: String..., within seconds: Double = 5) -> Bool {
+        let deadline = Date() + seconds
+        repeat {
+            if log.split(separator: "\n").contains(where: { line in parts.allSatisfy { line.contains($0) } }) { return true }
+            usleep(50_000)
+        } while Date() < deadline
+        return false
     }
 
     /// Sends one command and returns the one result line it prints ("EOF" if the peer has exited).
@@ -68,9 +83,10 @@ final class PeerProcess {
                 buffered.removeSubrange(...newline)
                 return line
             }
-            // Wait for output at most until the deadline: a peer that hangs must not hang the test.
+            // Wait for output no longer than the deadline: a silent peer must not hold the test.
             var ready = pollfd(fd: output.fileHandleForReading.fileDescriptor, events: Int16(POLLIN), revents: 0)
-            guard poll(&ready, 1, Int32(max(1, min(1000, deadline.timeIntervalSinceNow * 1000)))) > 0 else { continue }
+            let milliseconds = Int32(max(1, min(deadline.timeIntervalSinceNow * 1000, 1000)))
+            guard poll(&ready, 1, milliseconds) > 0 else { continue }
             let chunk = output.fileHandleForReading.availableData
             if chunk.isEmpty { return "EOF" }
             buffered.append(chunk)
@@ -95,4 +111,15 @@ final class PeerProcess {
             process.waitUntilExit()
         }
     }
+}
+
+/// The log lines a peer process wrote, gathered as they arrive.
+final class PeerLog: Sendable {
+    private let bytes = Mutex(Data())
+
+    func append(_ chunk: Data) {
+        bytes.withLock { $0.append(chunk) }
+    }
+
+    var text: String { bytes.withLock { String(decoding: $0, as: UTF8.self) } }
 }

@@ -139,6 +139,58 @@ import Wire
         let uploaded = status.firstMatch(of: /(\d+) bytes uploaded in all/).flatMap { Int($0.output.1) } ?? Int.max
         #expect(uploaded < 6 * fileSize, "\(status)")
     }
+
+    // MARK: - Live transfers that must end
+
+    /// alice seeds data.bin at 256 KiB/s, so that the whole file takes about 32 s, and carol's
+    /// `get` of it has fetched its first pieces.
+    private func carolDownloadsSlowlyFromAlice() throws -> (tracker: TrackerProcess, alice: PeerProcess, carol: PeerProcess) {
+        let t1 = try tracker()
+        let alice = try peer("alice", t1, uploadKiBPerSecond: 256)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let carol = try peer("carol", t1)
+        #expect(carol.send("get data.mtorrent carol.bin"))
+        let deadline = Date() + 10
+        while Date() < deadline, intactPieces(ca.folder.file("carol.bin.part")) < 2 { usleep(50_000) }
+        return (t1, alice, carol)
+    }
+
+    /// carol's get ends with a failure within `seconds`, and leaves no output file.
+    private func expectFailure(of carol: PeerProcess, within seconds: Double) {
+        let summary = carol.answer(timeout: seconds)
+        #expect(summary.hasPrefix("FAILURE: DOWNLOAD_FAILED"), "\(summary)")
+        #expect(!FileManager.default.fileExists(atPath: ca.folder.file("carol.bin")))
+    }
+
+    /// Revokes `revoked` (alice or carol) during carol's download from alice, and sends SIGHUP to
+    /// the other one, which must log `closing` with the revoked peer's name.
+    private func revokeDuringADownload(_ revoked: String, logs closing: String, failsWithin seconds: Double) throws {
+        let (t1, alice, carol) = try carolDownloadsSlowlyFromAlice()
+        defer { withExtendedLifetime((t1, alice)) {} }
+        let reloading = revoked == "carol" ? alice : carol
+        try ca.authority.revoke(name: revoked, reason: .keyCompromise)
+        kill(reloading.process.processIdentifier, SIGHUP)
+        #expect(reloading.logShows(closing, "peer=\(revoked)", within: 2))
+        expectFailure(of: carol, within: seconds)
+    }
+
+    @Test func revokingADownloaderEndsItsTransferAtTheSeeder() throws {
+        // About 30 s of the transfer are left; alice refuses carol's attempts to come back.
+        try revokeDuringADownload("carol", logs: "closing an upload to a revoked certificate", failsWithin: 12)
+    }
+
+    @Test func revokingAHolderEndsTheDownloadFromIt() throws {
+        // alice is the only holder: the download fails instead of finishing.
+        try revokeDuringADownload("alice", logs: "closing the connection to a holder whose certificate is revoked", failsWithin: 5)
+    }
+
+    @Test func removingAFileEndsTheTransfersServingIt() throws {
+        let (t1, alice, carol) = try carolDownloadsSlowlyFromAlice()
+        defer { withExtendedLifetime(t1) {} }
+        #expect(try alice.run("remove data.mtorrent").hasPrefix("SUCCESS:"))
+        #expect(alice.logShows("closing an upload: the file is no longer shared", "peer=carol", within: 2))
+        expectFailure(of: carol, within: 12)
+    }
 }
 
 /// A holder with a valid certificate that offers every piece and then misbehaves: it never

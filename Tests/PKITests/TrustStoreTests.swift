@@ -22,6 +22,20 @@ import X509
         #expect(throws: ValidationError(.revoked, "")) { try ca.trust().validate(alice.certificate, as: .peer) }
     }
 
+    @Test func aNewCRLRevokesTheIdentityOfALiveConnection() throws {
+        let ca = try TestAuthority()
+        let alice = try ca.peer("alice")
+        let bob = try ca.peer("bob")
+        let before = try ca.trust()
+        let aliceIdentity = try before.validate(alice.certificate, as: .peer)
+        let bobIdentity = try before.validate(bob.certificate, as: .peer)
+        try ca.authority.revoke(name: "alice", reason: .keyCompromise)
+        let after = try ca.trust()
+        #expect(!before.revokes(aliceIdentity))
+        #expect(after.revokes(aliceIdentity))
+        #expect(!after.revokes(bobIdentity))
+    }
+
     @Test func expiredAndNotYetValidCertificatesAreRefused() throws {
         let ca = try TestAuthority(now: Date() - 400 * 86400)
         let now = Date()
