@@ -97,6 +97,9 @@ public final class TrackerServer: Sendable {
         return bound.localAddress!
     }
 
+    /// Connections open now, authenticated or still in their handshake.
+    public var openConnections: Int { connectionCount.withLockedValue { $0 } }
+
     /// Stops accepting and closes every connection.
     public func stop() {
         channel.withLockedValue { $0 }?.close(promise: nil)

@@ -35,7 +35,10 @@ import Wire
         for _ in 0..<4 {
             silent.append(try await ClientBootstrap(group: fixture.group).connect(host: "127.0.0.1", port: Int(fixture.address.port)).get())
         }
-        try await Task.sleep(for: .milliseconds(100))
+        // Wait (bounded) until the tracker has taken all four in: on a busy machine that takes a while.
+        let admitted = ContinuousClock.now + .seconds(10)
+        while fixture.server.openConnections < 4, ContinuousClock.now < admitted { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(fixture.server.openConnections == 4)
         await #expect(throws: TrackerUnreachable.self) { try await fixture.client("bob").send(.get(file: fileA)) }
         // The handshake timeout closes them; then the honest peer gets in.
         for channel in silent { try await channel.closeFuture.get() }
