@@ -42,9 +42,18 @@ final class PeerProcess {
                 break
             }
         }
-        // Keep reading the log so the peer never blocks on a full pipe.
+        // Keep reading the log so the peer never blocks on a full pipe. A thread of its own that
+        // ends at end of file, not a readability handler: a dispatch source left on a pipe that is
+        // closed when this object goes away can crash the whole test process.
         let logged = self.logged
-        errors.fileHandleForReading.readabilityHandler = { handle in logged.append(handle.availableData) }
+        let handle = errors.fileHandleForReading
+        Thread.detachNewThread {
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { return }
+                logged.append(chunk)
+            }
+        }
     }
 
     /// Whether a log line holding every one of `parts` appears within `seconds`.
@@ -101,7 +110,6 @@ final class PeerProcess {
         while process.isRunning, Date() < deadline { usleep(20_000) }
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
-        errors.fileHandleForReading.readabilityHandler = nil
         return process.terminationStatus
     }
 
