@@ -102,7 +102,7 @@ import Wire
         #expect(try bob.run("get data.mtorrent copy2.bin").hasPrefix("FAILURE: TRACKERS_UNREACHABLE"))
     }
 
-    @Test func theACLDeniesAndOnlyTheOwnerMayWithdraw() throws {
+    @Test func theACLDeniesAndOnlyTheSignerMayWithdraw() throws {
         let t1 = try tracker("tracker1", acl: "allow share,get,remove group lab\n")
         let trackers = [t1.address.description, "127.0.0.1:1"]
         let alice = try peer("alice", trackers)
@@ -112,6 +112,27 @@ import Wire
         let bob = try peer("bob", trackers)
         #expect(try bob.run("remove data.mtorrent").hasPrefix("FAILURE: ACCESS_DENIED"))
         #expect(try bob.run("get data.mtorrent b.bin").hasPrefix("SUCCESS:"))
+    }
+
+    @Test func theSignerWithdrawsAndOnlyAnAdminAllowsAgain() throws {
+        let t1 = try tracker("tracker1", acl: "allow share,get,remove group lab\nallow admin peer carol\n")
+        let trackers = [t1.address.description, "127.0.0.1:1"]
+        let alice = try peer("alice", trackers)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let bob = try peer("bob", trackers)
+        #expect(try bob.run("get data.mtorrent b.bin").hasPrefix("SUCCESS:"))
+        // bob holds a copy, but did not sign it: his remove drops only his own entry.
+        let removed = try bob.run("remove data.mtorrent")
+        #expect(removed.hasPrefix("SUCCESS:") && removed.contains("removed your entry"), "\(removed)")
+        #expect(try bob.run("allow data.mtorrent").hasPrefix("FAILURE: ACCESS_DENIED"))
+        let withdrawn = try alice.run("remove data.mtorrent")
+        #expect(withdrawn.contains("withdrew"), "\(withdrawn)")
+        #expect(try alice.run("share data.bin again.mtorrent").hasPrefix("FAILURE: WITHDRAWN"))
+        let carol = try peer("carol", trackers)
+        #expect(try carol.run("allow data.mtorrent").hasPrefix("SUCCESS: data.bin may be shared again"))
+        #expect(try alice.run("share data.bin again.mtorrent").hasPrefix("SUCCESS:"))
+        #expect(try bob.run("get again.mtorrent b2.bin").hasPrefix("SUCCESS:"))
+        #expect(FileManager.default.contentsEqual(atPath: ca.folder.file("data.bin"), andPath: ca.folder.file("b2.bin")))
     }
 
     @Test func aPeerOfAnotherCAIsRefusedByTrackerAndPeers() async throws {
