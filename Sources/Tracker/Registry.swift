@@ -132,7 +132,7 @@ public final class Registry: Sendable {
                 .prefix(TrackerResponse.maximumHolders)
             guard !live.isEmpty else { return .failure(code: .noSeeders, message: "no peer holding \(file) is online") }
             let counts = Dictionary(live.map { ($0.signer, 1) }, uniquingKeysWith: +)
-            let signer = counts.keys.sorted { (-counts[$0]!, $0) < (-counts[$1]!, $1) }.first!
+            let signer = counts.keys.min { (-counts[$0]!, $0) < (-counts[$1]!, $1) }!
             let claim = entry.claims[signer]!
             let records = live.map { HolderRecord(address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
             return .holders(size: claim.size, name: claim.name, Array(records))

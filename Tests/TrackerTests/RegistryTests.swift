@@ -31,7 +31,7 @@ import Wire
         #expect(try String(contentsOfFile: path, encoding: .utf8).hasSuffix("\n"))
     }
 
-    @Test func ownershipSurvivesTheOwnerLeavingAndARestart() throws {
+    @Test func theSignersRightToWithdrawSurvivesItLeavingAndARestart() throws {
         let folder = TemporaryFolder()
         do {
             let registry = try Registry(folder: folder.path, timeToLive: 300)

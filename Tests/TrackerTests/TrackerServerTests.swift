@@ -50,7 +50,7 @@ import Wire
         }
     }
 
-    @Test func removeSemanticsFollowOwnershipAndAdmins() async throws {
+    @Test func removeSemanticsFollowTheSignerAndAdmins() async throws {
         let fixture = try TrackerFixture(acl: """
             allow share,get,remove any
             allow admin peer carol
@@ -60,13 +60,13 @@ import Wire
         let carol = try fixture.client("carol")
         _ = try await alice.send(fixture.share(fileA, port: 6001, signedBy: "alice"))
         guard case .failure(.accessDenied, _) = try await bob.send(.remove(file: fileA, port: 6002)) else {
-            Issue.record("a non-holder, non-owner withdrew the file")
+            Issue.record("a non-holder, non-signer withdrew the file")
             return
         }
         _ = try await bob.send(fixture.share(fileA, port: 6002, signedBy: "alice"))
         #expect(try await bob.send(.remove(file: fileA, port: 6002)) == .ok("removed your entry for \(fileA)"))
         guard case .holders(_, _, let holders) = try await bob.send(.get(file: fileA)) else {
-            Issue.record("the owner's entry vanished with bob's")
+            Issue.record("the signer's entry vanished with bob's")
             return
         }
         #expect(holders.map(\.name) == ["alice"])
