@@ -68,12 +68,19 @@ import Wire
         let first = try peer("alice", trackers)
         #expect(try first.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
         #expect(first.finish() == 0)
+        // An index written before shares carried proof has no signed header: it is read from the .mtorrent.
+        let index = ca.folder.file("state-alice/shares.json")
+        var entries = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: index))) as? [[String: Any]])
+        #expect(entries.first?["signedHeader"] != nil)
+        for position in entries.indices { entries[position]["signedHeader"] = nil }
+        try JSONSerialization.data(withJSONObject: entries).write(to: URL(fileURLWithPath: index))
         // The same peer starts again with no command: it serves and re-announces what it shared.
         let again = try peer("alice", trackers)
         let bob = try peer("bob", trackers)
         #expect(try bob.run("get data.mtorrent copy.bin").hasPrefix("SUCCESS:"))
         #expect(FileManager.default.contentsEqual(atPath: ca.folder.file("data.bin"), andPath: ca.folder.file("copy.bin")))
         _ = again.finish()
+        #expect(try String(contentsOfFile: index, encoding: .utf8).contains("signedHeader"))
     }
 
     @Test func aTamperedMTorrentIsRefusedBeforeAnyConnection() throws {
