@@ -71,7 +71,7 @@ let package = Package(
             name: "Tracker",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                "Wire", "TLS", "PKI", "FileIO",
+                "Wire", "TLS", "PKI", "FileIO", "MTorrentFormat",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -183,6 +183,7 @@ let package = Package(
             name: "TrackerTests",
             dependencies: [
                 "Tracker", "Peer", "Wire", "TLS", "PKI", "PKITesting", "MTorrentFormat",
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

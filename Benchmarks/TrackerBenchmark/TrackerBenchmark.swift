@@ -34,9 +34,12 @@ struct TrackerBenchmark {
         let port = try server.start(group: serverGroup).port!
         let identity = try SigningIdentity.load(named: "client", from: ca.layout)
         let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: identity, trust: TrustSource(try ca.trust()), peerRole: .tracker))
-        let file = FileID(hex: String(repeating: "ab", count: 32))!
+        let dataPath = ca.folder.file("bench.bin")
+        try Data(repeating: 7, count: 1 << 20).write(to: URL(fileURLWithPath: dataPath))
+        let torrent = try MTorrent.create(fileAt: dataPath, trackers: [TrackerAddress("127.0.0.1:\(port)")!], identity: identity, trust: ca.trust())
+        let file = FileID(bytes: torrent.root)!
         let setup = TrackerClient(address: TrackerAddress("127.0.0.1:\(port)")!, tls: tls, group: clientGroup)
-        _ = try await setup.send(.share(file: file, size: 1 << 30, port: 6001, name: "bench.bin"))
+        _ = try await setup.send(.share(file: file, port: 6001, proof: torrent.signedHeader!.bytes))
         setup.close()
 
         let persistent = try persistentRate(port: port, tls: tls, group: clientGroup, file: file, connections: connections, seconds: seconds)

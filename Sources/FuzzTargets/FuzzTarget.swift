@@ -10,7 +10,7 @@ import Wire
 /// value or a typed error, never a crash, and whatever is accepted must read back the same after
 /// it is written out. `mtfuzz` runs them under libFuzzer; the tests replay the committed corpus.
 public enum FuzzTarget: String, CaseIterable, Sendable {
-    /// `.mtorrent` text (`MTorrentParser`).
+    /// `.mtorrent` text (`MTorrentParser`) and signed headers (`SignedHeader`).
     case mtorrent
     /// A byte stream to the tracker: lines (`LineFrameDecoder`) read as requests, and as answers.
     case tracker
@@ -36,9 +36,15 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     }
 
     private static func mtorrent(_ bytes: [UInt8]) {
+        if let header = try? SignedHeader.parse(bytes) {
+            precondition(header.bytes == bytes, "an accepted signed header is not its input")
+        }
         guard let torrent = try? MTorrentParser.parse(bytes) else { return }
         precondition((try? torrent.serialized()) == bytes, "an accepted .mtorrent does not write back byte for byte")
         precondition(torrent.pieceHashes.count == torrent.layout.pieceCount, "piece hashes and layout disagree")
+        if let header = torrent.signedHeader {
+            precondition((try? SignedHeader.parse(header.bytes)) == header, "a file's signed header does not read back the same")
+        }
     }
 
     private static func tracker(_ bytes: [UInt8]) {

@@ -2,9 +2,10 @@ import PKI
 import Pieces
 import X509
 
-/// The strict reader of `.mtorrent` text. Every field must appear once, in order, in its one
-/// canonical spelling; sizes are bounded before anything is allocated for them; and the result is
-/// written back out and compared byte for byte with the input, so no two texts parse to the same file.
+/// The strict reader of `.mtorrent` text, both versions, and of a version 2 signed header alone.
+/// Every field must appear once, in order, in its one canonical spelling; sizes are bounded before
+/// anything is allocated for them; and the result is written back out and compared byte for byte
+/// with the input, so no two texts parse to the same file.
 public enum MTorrentParser {
     /// Longest certificate block accepted, in lines.
     static let maximumCertificateLines = 128
@@ -13,31 +14,66 @@ public enum MTorrentParser {
     private static let fieldOrder = ["mtorrent", "tracker", "name", "size", "piece-size", "hash-algorithm", "piece", "root", "signer", "signature"]
 
     public static func parse(_ bytes: [UInt8]) throws(MTorrentError) -> MTorrent {
-        guard bytes.count <= MTorrent.maximumFileSize else {
-            throw MTorrentError(.tooLarge, "the file has \(bytes.count) bytes, more than the limit of \(MTorrent.maximumFileSize)")
+        var cursor = try LineCursor(bytes, limit: MTorrent.maximumFileSize)
+        var seen: Set<String> = []
+        let front = try parseFront(&cursor, seen: &seen)
+        let pieceHashes: [[UInt8]], root: [UInt8], rootLine: Int, signer: Certificate, signature: [UInt8]
+        if front.version == 1 {
+            pieceHashes = try parsePieceHashes(&cursor, layout: front.layout, seen: &seen)
+            (root, rootLine) = try parseRoot(&cursor, seen: &seen)
+            signer = try parseSigner(&cursor, seen: &seen)
+            signature = try parseSignature(&cursor, seen: seen)
+        } else {
+            (root, rootLine) = try parseRoot(&cursor, seen: &seen)
+            signer = try parseSigner(&cursor, seen: &seen)
+            signature = try parseSignature(&cursor, seen: seen)
+            seen.insert("signature")
+            pieceHashes = try parsePieceHashes(&cursor, layout: front.layout, seen: &seen)
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw MTorrentError(.notText, "the file is not UTF-8 text")
-        }
-        var cursor = LineCursor(text)
-        let content = try parseContent(&cursor)
-        let (signatureHex, signatureLine) = try cursor.field("signature", seen: Set(fieldOrder.dropLast()))
-        guard let signature = Hex.decode(signatureHex), !signature.isEmpty, signature.count <= maximumSignatureBytes else {
-            throw MTorrentError(.badValue, "the signature is not lowercase hex of at most \(maximumSignatureBytes) bytes", line: signatureLine)
+        guard root == RootHash.compute(layout: front.layout, pieceHashes: pieceHashes) else {
+            throw MTorrentError(.rootMismatch, "the root hash does not match the piece hashes", line: rootLine)
         }
         try cursor.expectEnd()
+        let content = MTorrent.Content(
+            version: front.version, trackers: front.trackers, name: front.name, layout: front.layout, pieceHashes: pieceHashes, root: root, signer: signer
+        )
         let torrent = MTorrent(content: content, signature: signature)
-        guard (try? torrent.serialized()) == bytes else {
-            throw MTorrentError(.nonCanonical, "the file is not in its one canonical form (line endings, spacing or encoding differ)")
+        guard (try? torrent.serialized()) == bytes else { throw nonCanonical() }
+        if let header = torrent.signedHeader, header.bytes.count > SignedHeader.maximumBytes {
+            throw MTorrentError(.tooLarge, "the signed header has \(header.bytes.count) bytes, more than the limit of \(SignedHeader.maximumBytes)")
         }
         return torrent
     }
 
-    private static func parseContent(_ cursor: inout LineCursor) throws(MTorrentError) -> MTorrent.Content {
+    static func parseSignedHeader(_ bytes: [UInt8]) throws(MTorrentError) -> SignedHeader {
+        var cursor = try LineCursor(bytes, limit: SignedHeader.maximumBytes)
         var seen: Set<String> = []
-        let (version, versionLine) = try cursor.field("mtorrent", seen: seen)
-        guard version == String(MTorrent.formatVersion) else {
-            throw MTorrentError(.unknownVersion, "format version '\(version)' is not supported; this program reads version \(MTorrent.formatVersion)", line: versionLine)
+        let front = try parseFront(&cursor, seen: &seen)
+        guard front.version == 2 else {
+            throw MTorrentError(.unknownVersion, "only a version 2 .mtorrent has a signed header", line: 1)
+        }
+        let (root, _) = try parseRoot(&cursor, seen: &seen)
+        let signer = try parseSigner(&cursor, seen: &seen)
+        let signature = try parseSignature(&cursor, seen: seen)
+        try cursor.expectEnd()
+        let content = MTorrent.Content(version: 2, trackers: front.trackers, name: front.name, layout: front.layout, pieceHashes: [], root: root, signer: signer)
+        guard (try? content.signedBytes() + MTorrent.signatureLine(signature)) == bytes else { throw nonCanonical() }
+        return SignedHeader(trackers: front.trackers, name: front.name, layout: front.layout, root: root, signer: signer, signature: signature, bytes: bytes)
+    }
+
+    private static func nonCanonical() -> MTorrentError {
+        MTorrentError(.nonCanonical, "the text is not in its one canonical form (line endings, spacing or encoding differ)")
+    }
+
+    /// The fields from `mtorrent` to `hash-algorithm`, the same in both versions.
+    private static func parseFront(
+        _ cursor: inout LineCursor, seen: inout Set<String>
+    ) throws(MTorrentError) -> (version: Int, trackers: [TrackerAddress], name: String, layout: PieceLayout) {
+        let (versionText, versionLine) = try cursor.field("mtorrent", seen: seen)
+        guard let version = MTorrent.readableVersions.first(where: { String($0) == versionText }) else {
+            throw MTorrentError(
+                .unknownVersion, "format version '\(versionText.prefix(20))' is not supported; this program reads versions 1 and 2", line: versionLine
+            )
         }
         seen.insert("mtorrent")
         var trackers: [TrackerAddress] = []
@@ -74,32 +110,50 @@ public enum MTorrentParser {
         seen.insert("piece-size")
         let (algorithm, algorithmLine) = try cursor.field("hash-algorithm", seen: seen)
         guard algorithm == MTorrent.hashAlgorithm else {
-            throw MTorrentError(.badValue, "hash algorithm '\(algorithm)' is not supported; version 1 uses \(MTorrent.hashAlgorithm)", line: algorithmLine)
+            throw MTorrentError(.badValue, "hash algorithm '\(algorithm)' is not supported; use \(MTorrent.hashAlgorithm)", line: algorithmLine)
         }
         seen.insert("hash-algorithm")
+        return (version, trackers, name, layout)
+    }
+
+    private static func parsePieceHashes(_ cursor: inout LineCursor, layout: PieceLayout, seen: inout Set<String>) throws(MTorrentError) -> [[UInt8]] {
         var pieceHashes: [[UInt8]] = []
         pieceHashes.reserveCapacity(layout.pieceCount)
         while cursor.nextKey == "piece" {
             let (value, line) = try cursor.field("piece", seen: seen)
             guard pieceHashes.count < layout.pieceCount else {
-                throw MTorrentError(.pieceCountMismatch, "more piece hashes than the \(layout.pieceCount) pieces a \(size)-byte file has", line: line)
+                throw MTorrentError(.pieceCountMismatch, "more piece hashes than the \(layout.pieceCount) pieces a \(layout.fileSize)-byte file has", line: line)
             }
             pieceHashes.append(try digest(value, line: line))
         }
         guard pieceHashes.count == layout.pieceCount else {
-            throw MTorrentError(.pieceCountMismatch, "\(pieceHashes.count) piece hashes for the \(layout.pieceCount) pieces a \(size)-byte file has", line: cursor.lineNumber)
+            throw MTorrentError(
+                .pieceCountMismatch, "\(pieceHashes.count) piece hashes for the \(layout.pieceCount) pieces a \(layout.fileSize)-byte file has", line: cursor.lineNumber
+            )
         }
         seen.insert("piece")
+        return pieceHashes
+    }
+
+    private static func parseRoot(_ cursor: inout LineCursor, seen: inout Set<String>) throws(MTorrentError) -> ([UInt8], Int) {
         let (rootText, rootLine) = try cursor.field("root", seen: seen)
-        let root = try digest(rootText, line: rootLine)
-        guard root == RootHash.compute(layout: layout, pieceHashes: pieceHashes) else {
-            throw MTorrentError(.rootMismatch, "the root hash does not match the piece hashes", line: rootLine)
-        }
         seen.insert("root")
+        return (try digest(rootText, line: rootLine), rootLine)
+    }
+
+    private static func parseSigner(_ cursor: inout LineCursor, seen: inout Set<String>) throws(MTorrentError) -> Certificate {
         let signerLine = cursor.lineNumber
         try cursor.bareField("signer", seen: seen)
-        let signer = try certificate(&cursor, startingAt: signerLine + 1)
-        return MTorrent.Content(trackers: trackers, name: name, layout: layout, pieceHashes: pieceHashes, root: root, signer: signer)
+        seen.insert("signer")
+        return try certificate(&cursor, startingAt: signerLine + 1)
+    }
+
+    private static func parseSignature(_ cursor: inout LineCursor, seen: Set<String>) throws(MTorrentError) -> [UInt8] {
+        let (signatureHex, signatureLine) = try cursor.field("signature", seen: seen)
+        guard let signature = Hex.decode(signatureHex), !signature.isEmpty, signature.count <= maximumSignatureBytes else {
+            throw MTorrentError(.badValue, "the signature is not lowercase hex of at most \(maximumSignatureBytes) bytes", line: signatureLine)
+        }
+        return signature
     }
 
     private static func certificate(_ cursor: inout LineCursor, startingAt line: Int) throws(MTorrentError) -> Certificate {
@@ -142,7 +196,14 @@ public enum MTorrentParser {
         private var index = 0
         private let endsWithNewline: Bool
 
-        init(_ text: String) {
+        /// Checks the size and the encoding, then splits the text into lines.
+        init(_ bytes: [UInt8], limit: Int) throws(MTorrentError) {
+            guard bytes.count <= limit else {
+                throw MTorrentError(.tooLarge, "the text has \(bytes.count) bytes, more than the limit of \(limit)")
+            }
+            guard let text = String(validating: bytes, as: UTF8.self) else {
+                throw MTorrentError(.notText, "the text is not UTF-8")
+            }
             var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
             endsWithNewline = lines.last == ""
             if endsWithNewline { lines.removeLast() }
@@ -203,7 +264,7 @@ public enum MTorrentParser {
         /// Fails unless every line has been read and the text ended with a line feed.
         func expectEnd() throws(MTorrentError) {
             guard index == lines.count else {
-                throw MTorrentError(.trailingData, "unexpected data after the signature", line: lineNumber)
+                throw MTorrentError(.trailingData, "unexpected data after the last field", line: lineNumber)
             }
             guard endsWithNewline else {
                 throw MTorrentError(.nonCanonical, "the last line does not end with a line feed", line: lineNumber - 1)

@@ -8,6 +8,8 @@ final class PartialShare: Sendable {
     let file: FileID
     let partPath: String
     let layout: PieceLayout
+    /// The `.mtorrent`'s signed header, announced to the trackers (nil for a version 1 file).
+    let proof: [UInt8]?
     private let state: NIOLockedValueBox<State>
 
     private struct State {
@@ -16,10 +18,11 @@ final class PartialShare: Sendable {
         var nextWatcher = 0
     }
 
-    init(file: FileID, partPath: String, layout: PieceLayout, held: Bitfield) {
+    init(file: FileID, partPath: String, layout: PieceLayout, proof: [UInt8]?, held: Bitfield) {
         self.file = file
         self.partPath = partPath
         self.layout = layout
+        self.proof = proof
         state = NIOLockedValueBox(State(held: held))
     }
 

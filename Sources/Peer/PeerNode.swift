@@ -151,12 +151,12 @@ public final class PeerNode: @unchecked Sendable {
         }
         var requests: [TrackerRequest] = []
         for entry in index.all where FileStamp(path: entry.dataPath)?.matches(entry) == true {
-            guard let file = FileID(hex: entry.root) else { continue }
-            requests.append(.share(file: file, size: entry.size, port: servingPort, name: Self.fileName(entry.dataPath)))
+            guard let file = FileID(hex: entry.root), let proof = signedHeader(of: entry) else { continue }
+            requests.append(.share(file: file, port: servingPort, proof: proof))
         }
         for share in partials.all {
-            let name = Self.fileName(share.partPath)
-            requests.append(.share(file: share.file, size: share.layout.fileSize, port: servingPort, name: name.hasSuffix(".part") ? String(name.dropLast(5)) : name))
+            guard let proof = share.proof else { continue }
+            requests.append(.share(file: share.file, port: servingPort, proof: proof))
         }
         for request in requests {
             guard await send(request, to: tracker) != nil else { return false }
@@ -165,9 +165,19 @@ public final class PeerNode: @unchecked Sendable {
         return true
     }
 
-    /// The last component of a path, which may be a file name with no folder.
-    private static func fileName(_ path: String) -> String {
-        String(path.split(separator: "/").last ?? Substring(path))
+    /// The signed header a share is announced with: kept in the share index, or read once from
+    /// its `.mtorrent` for an entry remembered before shares carried proof. Nil (and a log line)
+    /// for a version 1 `.mtorrent`, which has none.
+    private func signedHeader(of entry: ShareEntry) -> [UInt8]? {
+        if let kept = entry.signedHeader { return Array(kept) }
+        guard let header = (try? MTorrent.load(from: entry.mtorrentPath, trust: trust.current))?.0.signedHeader else {
+            logger.warning("not announcing a share without a version 2 .mtorrent; share the file again", metadata: ["path": "\(entry.mtorrentPath)"])
+            return nil
+        }
+        var updated = entry
+        updated.signedHeader = Data(header.bytes)
+        try? index.add(updated)
+        return header.bytes
     }
 
     /// `share <file> <mtorrent>`: sign a `.mtorrent`, announce it at the trackers, remember it.
@@ -191,18 +201,20 @@ public final class PeerNode: @unchecked Sendable {
             throw CommandFailure(FileIO.exists(destination) ? .alreadyExists : .invalidArguments, "cannot write \(destination): \(error)")
         }
         let file = FileID(bytes: torrent.root)!
+        guard let header = torrent.signedHeader else { throw CommandFailure(.signatureInvalid, "the new .mtorrent has no signed header") }
         let earlier = index.entry(for: file)
         do {
             try index.add(ShareEntry(
                 root: torrent.rootHex, dataPath: URL(fileURLWithPath: path).standardizedFileURL.path,
                 mtorrentPath: URL(fileURLWithPath: destination).standardizedFileURL.path,
-                size: stamp.size, pieceSize: torrent.layout.pieceSize, modifiedSeconds: stamp.seconds, modifiedNanoseconds: stamp.nanoseconds
+                size: stamp.size, pieceSize: torrent.layout.pieceSize, modifiedSeconds: stamp.seconds, modifiedNanoseconds: stamp.nanoseconds,
+                signedHeader: Data(header.bytes)
             ))
         } catch {
             unlink(destination)
             throw CommandFailure(.stateError, "cannot remember the share in \(index.path): \(error)")
         }
-        let answers = await askTrackers(.share(file: file, size: torrent.layout.fileSize, port: servingPort, name: torrent.name))
+        let answers = await askTrackers(.share(file: file, port: servingPort, proof: header.bytes))
         guard !answers.accepted.isEmpty else {
             if let earlier { try? index.add(earlier) } else { try? index.remove(file) }
             unlink(destination)
@@ -240,9 +252,14 @@ public final class PeerNode: @unchecked Sendable {
             throw error
         }
         // Serve verified pieces at once: register as a holder before the first byte arrives.
-        let share = PartialShare(file: file, partPath: part.partPath, layout: torrent.layout, held: part.resumed)
+        let proof = torrent.signedHeader?.bytes
+        let share = PartialShare(file: file, partPath: part.partPath, layout: torrent.layout, proof: proof, held: part.resumed)
         partials.insert(share)
-        _ = await askTrackers(.share(file: file, size: torrent.layout.fileSize, port: servingPort, name: torrent.name))
+        if let proof {
+            _ = await askTrackers(.share(file: file, port: servingPort, proof: proof))
+        } else {
+            logger.notice("a version 1 .mtorrent carries no signed header: this peer serves the file but is not announced to the trackers")
+        }
         let swarm = Swarm(
             torrent: torrent, part: part, share: share, tls: peerTLS, loop: group.next(), threadPool: threadPool, limits: configuration.limits,
             logger: logger, progress: progress, discover: { [self] in (try? await findHolders(of: file, name: torrent.name)) ?? [] }
@@ -271,7 +288,7 @@ public final class PeerNode: @unchecked Sendable {
             try? index.add(ShareEntry(
                 root: torrent.rootHex, dataPath: URL(fileURLWithPath: part.savePath).standardizedFileURL.path,
                 mtorrentPath: URL(fileURLWithPath: path).standardizedFileURL.path, size: stamp.size, pieceSize: torrent.layout.pieceSize,
-                modifiedSeconds: stamp.seconds, modifiedNanoseconds: stamp.nanoseconds
+                modifiedSeconds: stamp.seconds, modifiedNanoseconds: stamp.nanoseconds, signedHeader: proof.map { Data($0) }
             ))
             summary += "; now seeding it"
         }
@@ -328,13 +345,7 @@ public final class PeerNode: @unchecked Sendable {
     /// takes effect here whatever the trackers answer; a tracker that could not be reached is
     /// told when it answers again. The data file stays.
     public func remove(mtorrent path: String) async throws(CommandFailure) -> String {
-        let torrent: MTorrent
-        do {
-            (torrent, _) = try MTorrent.load(from: path, trust: trust.current)
-        } catch {
-            if error.code == .unreadable { throw CommandFailure(.mtorrentFileNotFound, error.description) }
-            throw CommandFailure(.signatureInvalid, error.description)
-        }
+        let torrent = try loadVerified(path)
         let file = FileID(bytes: torrent.root)!
         let served = index.entry(for: file) != nil
         if served {
@@ -359,6 +370,24 @@ public final class PeerNode: @unchecked Sendable {
             throw CommandFailure(failure.code, "this peer does not serve \(torrent.name); " + failure.message)
         }
         return (served ? "no longer serving \(torrent.name) (the data file is kept); " : "") + trackersSaid
+    }
+
+    /// `allow <mtorrent>`: an admin lets a withdrawn file be shared again, at every tracker.
+    public func allow(mtorrent path: String) async throws(CommandFailure) -> String {
+        let torrent = try loadVerified(path)
+        let answers = await askTrackers(.allow(file: FileID(bytes: torrent.root)!))
+        guard !answers.accepted.isEmpty else { throw answers.failure }
+        return "\(torrent.name) may be shared again at \(Self.summary(of: answers))"
+    }
+
+    /// Reads and verifies a `.mtorrent` named at the shell; nothing goes out unless it verifies.
+    private func loadVerified(_ path: String) throws(CommandFailure) -> MTorrent {
+        do {
+            return try MTorrent.load(from: path, trust: trust.current).0
+        } catch {
+            if error.code == .unreadable { throw CommandFailure(.mtorrentFileNotFound, error.description) }
+            throw CommandFailure(.signatureInvalid, error.description)
+        }
     }
 
     /// Reloads the CA certificate and the CRL (the peer does this on SIGHUP): from then on every

@@ -3,8 +3,9 @@ import Foundation
 import NIOConcurrencyHelpers
 import Wire
 
-/// One file this peer serves: where the data and its `.mtorrent` are, its layout, and the size and
-/// modification time it had when shared (a change means the data no longer matches the hashes).
+/// One file this peer serves: where the data and its `.mtorrent` are, its layout, the size and
+/// modification time it had when shared (a change means the data no longer matches the hashes),
+/// and the `.mtorrent`'s signed header, which every announcement to a tracker carries as proof.
 public struct ShareEntry: Codable, Sendable, Equatable {
     public var root: String
     public var dataPath: String
@@ -13,6 +14,9 @@ public struct ShareEntry: Codable, Sendable, Equatable {
     public var pieceSize: Int
     public var modifiedSeconds: Int
     public var modifiedNanoseconds: Int
+    /// The signed header (base64 in the JSON); absent for a version 1 `.mtorrent` and in an index
+    /// written before shares carried proof (it is then read from the `.mtorrent` when needed).
+    public var signedHeader: Data?
 }
 
 /// The files this peer serves, kept in `STATE/shares.json` so seeding resumes after a restart.

@@ -7,6 +7,7 @@ public enum ShellCommand: Equatable, Sendable {
     case share(file: String, mtorrent: String)
     case get(mtorrent: String, saveTo: String)
     case remove(mtorrent: String)
+    case allow(mtorrent: String)
     case status
     case help
     case exit
@@ -19,6 +20,7 @@ public enum ShellCommand: Equatable, Sendable {
         ("share", "share <file> <mtorrent>"),
         ("get", "get <mtorrent> <save_location>"),
         ("remove", "remove <mtorrent>"),
+        ("allow", "allow <mtorrent>"),
         ("status", "status"),
         ("help", "help"),
         ("exit", "exit"),
@@ -42,6 +44,7 @@ public enum ShellCommand: Equatable, Sendable {
         case ("share", 2): return .share(file: arguments[0], mtorrent: arguments[1])
         case ("get", 2): return .get(mtorrent: arguments[0], saveTo: arguments[1])
         case ("remove", 1): return .remove(mtorrent: arguments[0])
+        case ("allow", 1): return .allow(mtorrent: arguments[0])
         case ("status", 0): return .status
         case ("help", 0): return .help
         case ("exit", 0): return .exit
@@ -60,7 +63,7 @@ public enum ShellCommand: Equatable, Sendable {
         switch self {
         case .share(let file, let mtorrent): names = [file, mtorrent]
         case .get(let mtorrent, let save): names = [mtorrent, save]
-        case .remove(let mtorrent): names = [mtorrent]
+        case .remove(let mtorrent), .allow(let mtorrent): names = [mtorrent]
         case .status, .help, .exit: names = []
         }
         return Set(names.map { name in

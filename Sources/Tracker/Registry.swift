@@ -12,30 +12,51 @@ public enum RegistryOutcome: Equatable, Sendable {
 
 /// Which peers hold which file, in memory and durable in `seeders.txt`.
 ///
+/// A file is known by its root hash. Every verified share carries a signer: the peer whose
+/// certificate signed the `.mtorrent` header it proved. Each signer's claim on a root (size and
+/// name, as signed) stands on its own, so a peer that signs a header for someone else's root —
+/// with a wrong size, or to withdraw it — touches only its own claim and the holders that announced
+/// under it. A signer withdraws its claim; an admin withdraws the root for everyone.
+///
 /// `seeders.txt` is a journal: every change is one appended line, fsynced before the request is
 /// answered, so an answered share survives `kill -9`. On start the journal is replayed (a torn
 /// last line, from a crash in mid-append, was never answered and is ignored) and rewritten
 /// compactly through a temporary file, fsync and rename. Lines:
 ///
-///     share <root> <size> <host:port> <peer> <fingerprint> <file name>
+///     claim <root> <size> <signer> <signer fingerprint> <file name>
+///     hold <root> <signer> <host:port> <peer> <fingerprint>
 ///     remove <root> <host:port> <peer>
+///     withdraw <root> <signer>
 ///     withdraw <root>
 ///     allow <root>
 ///     leave <host:port> <peer>
+///
+/// Journals written before shares carried proof hold `share <root> <size> <host:port> <peer>
+/// <fingerprint> <file name>` lines; they are still read: the first share of a root is a claim by
+/// its sharer, later ones hold under that claim.
 public final class Registry: Sendable {
     struct Holder: Sendable {
         let address: String
         let name: String
         let fingerprint: String
+        /// The signer whose header this holder announced.
+        let signer: String
         var lastSeen: Date
     }
 
-    struct Entry: Sendable {
+    /// What one signer vouches for under a root.
+    struct Claim: Sendable, Equatable {
         let size: UInt64
         let name: String
-        /// The peer that first shared the file: it (or an admin) may withdraw it.
-        let owner: String
+        let signerFingerprint: String
+        var withdrawn = false
+    }
+
+    struct Entry: Sendable {
+        /// By signer name.
+        var claims: [String: Claim] = [:]
         var holders: [String: Holder] = [:]
+        /// Withdrawn by an admin: nobody may share the root until an admin allows it again.
         var withdrawn = false
     }
 
@@ -71,56 +92,76 @@ public final class Registry: Sendable {
         state.withLockedValue { state in (state.files.count, state.files.values.reduce(0) { $0 + $1.holders.count }) }
     }
 
-    public func share(file: FileID, size: UInt64, name: String, address: String, identity: VerifiedIdentity, now: Date = Date()) throws -> RegistryOutcome {
+    /// Records `identity` at `address` as a holder of `file` under the claim of `signer`, whose
+    /// verified header gave `size` and `name`.
+    public func share(
+        file: FileID, size: UInt64, name: String, signer: VerifiedIdentity, address: String, identity: VerifiedIdentity, now: Date = Date()
+    ) throws -> RegistryOutcome {
         try state.withLockedValue { state in
-            if let entry = state.files[file] {
-                if entry.withdrawn {
-                    return .refused(code: .withdrawn, message: "\(file) was withdrawn from the network; an admin must allow it again")
-                }
-                guard entry.size == size else {
-                    return .refused(code: .invalidArguments, message: "\(file) is registered with size \(entry.size), not \(size)")
-                }
+            var entry = state.files[file] ?? Entry()
+            if entry.withdrawn {
+                return .refused(code: .withdrawn, message: "\(file) was withdrawn from the network; an admin must allow it again")
             }
-            try state.journal.append(["share \(file) \(size) \(address) \(identity.name) \(identity.fingerprint) \(name)"])
-            var entry = state.files[file] ?? Entry(size: size, name: name, owner: identity.name)
-            entry.holders[Self.key(address, identity.name)] = Holder(address: address, name: identity.name, fingerprint: identity.fingerprint, lastSeen: now)
+            if entry.claims[signer.name]?.withdrawn == true {
+                return .refused(code: .withdrawn, message: "\(file) as signed by '\(signer.name)' was withdrawn; its signer shares it again with a new .mtorrent only after an admin allows it")
+            }
+            let claim = Claim(size: size, name: name, signerFingerprint: signer.fingerprint)
+            var lines: [String] = []
+            if entry.claims[signer.name] != claim { lines.append("claim \(file) \(size) \(signer.name) \(signer.fingerprint) \(name)") }
+            lines.append("hold \(file) \(signer.name) \(address) \(identity.name) \(identity.fingerprint)")
+            try state.journal.append(lines)
+            entry.claims[signer.name] = claim
+            entry.holders[Self.key(address, identity.name)] = Holder(
+                address: address, name: identity.name, fingerprint: identity.fingerprint, signer: signer.name, lastSeen: now
+            )
             state.files[file] = entry
             return .done("shared \(file) from \(address)")
         }
     }
 
-    /// The live holders of a file, or a refusal saying why there are none.
+    /// The live holders of a file, or a refusal saying why there are none. The size and name are
+    /// those of the claim most live holders announced.
     public func holders(of file: FileID, now: Date = Date()) -> TrackerResponse {
         state.withLockedValue { state in
-            guard let entry = state.files[file], !entry.withdrawn else {
+            guard let entry = state.files[file], !entry.withdrawn, entry.claims.values.contains(where: { !$0.withdrawn }) else {
                 return .failure(code: .fileNotFound, message: "no peer shares \(file)")
             }
             let live = entry.holders.values
                 .filter { now.timeIntervalSince($0.lastSeen) <= timeToLive }
                 .sorted { $0.address < $1.address }
                 .prefix(TrackerResponse.maximumHolders)
-                .map { HolderRecord(address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
             guard !live.isEmpty else { return .failure(code: .noSeeders, message: "no peer holding \(file) is online") }
-            return .holders(size: entry.size, name: entry.name, Array(live))
+            let counts = Dictionary(live.map { ($0.signer, 1) }, uniquingKeysWith: +)
+            let signer = counts.keys.min { (-counts[$0]!, $0) < (-counts[$1]!, $1) }!
+            let claim = entry.claims[signer]!
+            let records = live.map { HolderRecord(address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
+            return .holders(size: claim.size, name: claim.name, Array(records))
         }
     }
 
-    /// Withdraws the caller's own entry, or — for the owner or an admin — the whole file.
+    /// Withdraws a file: an admin for the whole network, a signer its own claim (with the holders
+    /// that announced it); anyone else withdraws only its own holder entry.
     public func remove(file: FileID, address: String, identity: VerifiedIdentity, isAdmin: Bool) throws -> RegistryOutcome {
         try state.withLockedValue { state in
             guard var entry = state.files[file], !entry.withdrawn else {
                 return .refused(code: .fileNotFound, message: "no peer shares \(file)")
             }
-            if identity.name == entry.owner || isAdmin {
+            if isAdmin {
                 try state.journal.append(["withdraw \(file)"])
                 entry.withdrawn = true
                 entry.holders = [:]
                 state.files[file] = entry
                 return .done("withdrew \(file) from the network")
             }
+            if entry.claims[identity.name]?.withdrawn == false {
+                try state.journal.append(["withdraw \(file) \(identity.name)"])
+                Self.withdraw(identity.name, from: &entry)
+                state.files[file] = entry
+                return .done("withdrew \(file) from the network")
+            }
             let key = Self.key(address, identity.name)
             guard entry.holders[key] != nil else {
-                return .refused(code: .accessDenied, message: "only the peer that first shared \(file) or an admin may withdraw it, and you hold no entry of it")
+                return .refused(code: .accessDenied, message: "only the signer of \(file) or an admin may withdraw it, and you hold no entry of it")
             }
             try state.journal.append(["remove \(file) \(address) \(identity.name)"])
             entry.holders[key] = nil
@@ -129,14 +170,14 @@ public final class Registry: Sendable {
         }
     }
 
-    /// Lets a withdrawn file be shared again (admins only; the caller checks).
+    /// Lets a withdrawn file — by an admin or by any signer — be shared again (admins only; the caller checks).
     public func allow(file: FileID) throws -> RegistryOutcome {
         try state.withLockedValue { state in
-            guard var entry = state.files[file], entry.withdrawn else {
+            guard var entry = state.files[file], entry.withdrawn || entry.claims.values.contains(where: \.withdrawn) else {
                 return .refused(code: .fileNotFound, message: "\(file) is not withdrawn")
             }
             try state.journal.append(["allow \(file)"])
-            entry.withdrawn = false
+            Self.allow(&entry)
             state.files[file] = entry
             return .done("\(file) may be shared again")
         }
@@ -186,45 +227,65 @@ public final class Registry: Sendable {
         for file in files.keys { files[file]!.holders[key] = nil }
     }
 
+    private static func withdraw(_ signer: String, from entry: inout Entry) {
+        entry.claims[signer]?.withdrawn = true
+        entry.holders = entry.holders.filter { $0.value.signer != signer }
+    }
+
+    private static func allow(_ entry: inout Entry) {
+        entry.withdrawn = false
+        for signer in entry.claims.keys { entry.claims[signer]!.withdrawn = false }
+    }
+
     private static func replay(_ line: Substring, into files: inout [FileID: Entry], now: Date) {
-        let words = line.split(separator: " ", maxSplits: 6)
-        switch (words.first, words.count) {
-        case ("share"?, 7):
-            guard let file = FileID(hex: words[1]), let size = UInt64(words[2]) else { return }
-            var entry = files[file] ?? Entry(size: size, name: String(words[6]), owner: String(words[4]))
-            let holder = Holder(address: String(words[3]), name: String(words[4]), fingerprint: String(words[5]), lastSeen: now)
+        let verb = line.prefix { $0 != " " }
+        // The file name, last on claim and share lines, may contain spaces.
+        let words = line.split(separator: " ", maxSplits: verb == "claim" ? 5 : 6)
+        if verb == "leave", words.count == 3 { return dropHolder(key(String(words[1]), String(words[2])), from: &files) }
+        guard words.count >= 2, let file = FileID(hex: words[1]) else { return }
+        switch (verb, words.count) {
+        case ("claim", 6):
+            guard let size = UInt64(words[2]) else { return }
+            files[file, default: Entry()].claims[String(words[3])] = Claim(size: size, name: String(words[5]), signerFingerprint: String(words[4]))
+        case ("hold", 6):
+            guard files[file]?.claims[String(words[2])] != nil else { return }
+            let holder = Holder(address: String(words[3]), name: String(words[4]), fingerprint: String(words[5]), signer: String(words[2]), lastSeen: now)
+            files[file]!.holders[key(holder.address, holder.name)] = holder
+        case ("share", 7):
+            // A journal from before shares carried proof: the first sharer of a root holds the claim.
+            guard let size = UInt64(words[2]) else { return }
+            var entry = files[file] ?? Entry()
+            let signer = entry.claims.keys.min() ?? String(words[4])
+            if entry.claims.isEmpty { entry.claims[signer] = Claim(size: size, name: String(words[6]), signerFingerprint: String(words[5])) }
+            let holder = Holder(address: String(words[3]), name: String(words[4]), fingerprint: String(words[5]), signer: signer, lastSeen: now)
             entry.holders[key(holder.address, holder.name)] = holder
             files[file] = entry
-        case ("remove"?, 4):
-            guard let file = FileID(hex: words[1]) else { return }
+        case ("remove", 4):
             files[file]?.holders[key(String(words[2]), String(words[3]))] = nil
-        case ("withdraw"?, 2):
-            guard let file = FileID(hex: words[1]) else { return }
+        case ("withdraw", 2):
             files[file]?.withdrawn = true
             files[file]?.holders = [:]
-        case ("allow"?, 2):
-            guard let file = FileID(hex: words[1]) else { return }
-            files[file]?.withdrawn = false
-        case ("leave"?, 3):
-            dropHolder(key(String(words[1]), String(words[2])), from: &files)
+        case ("withdraw", 3):
+            if files[file] != nil { withdraw(String(words[2]), from: &files[file]!) }
+        case ("allow", 2):
+            if files[file] != nil { allow(&files[file]!) }
         default:
             return
         }
     }
 
-    /// The journal lines that rebuild `files`: for each file its owner's share first.
+    /// The journal lines that rebuild `files`: for each file its claims, their holders, then withdrawals.
     private static func snapshot(_ files: [FileID: Entry]) -> [String] {
         var lines: [String] = []
         for (file, entry) in files.sorted(by: { $0.key.description < $1.key.description }) {
-            let holders = entry.holders.values.sorted { ($0.name == entry.owner ? 0 : 1, $0.address) < ($1.name == entry.owner ? 0 : 1, $1.address) }
-            if holders.first?.name != entry.owner {
-                // Keep ownership even when the owner holds no entry: a share line, then its removal.
-                lines.append("share \(file) \(entry.size) - \(entry.owner) - \(entry.name)")
-                lines.append("remove \(file) - \(entry.owner)")
+            let claims = entry.claims.sorted { $0.key < $1.key }
+            for (signer, claim) in claims {
+                lines.append("claim \(file) \(claim.size) \(signer) \(claim.signerFingerprint) \(claim.name)")
             }
-            for holder in holders {
-                lines.append("share \(file) \(entry.size) \(holder.address) \(holder.name) \(holder.fingerprint) \(entry.name)")
+            for holder in entry.holders.values.sorted(by: { ($0.address, $0.name) < ($1.address, $1.name) }) {
+                lines.append("hold \(file) \(holder.signer) \(holder.address) \(holder.name) \(holder.fingerprint)")
             }
+            for (signer, claim) in claims where claim.withdrawn { lines.append("withdraw \(file) \(signer)") }
             if entry.withdrawn { lines.append("withdraw \(file)") }
         }
         return lines

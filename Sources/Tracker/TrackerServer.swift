@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MTorrentFormat
 import NIOCore
 import NIOPosix
 import PKI
@@ -186,8 +187,18 @@ public final class TrackerServer: Sendable {
         do {
             let outcome: RegistryOutcome
             switch request {
-            case .share(let file, let size, let port, let name):
-                outcome = try registry.share(file: file, size: size, name: name, address: Self.address(host, port), identity: identity)
+            case .share(let file, let port, let proof):
+                let header: SignedHeader
+                let signer: VerifiedIdentity
+                do throws(ProofRefusal) {
+                    (header, signer) = try verify(proof, of: file)
+                } catch {
+                    log(.warning, "refused a share without a valid proof", identity: identity, ["file": "\(file)", "reason": "\(error.message)"])
+                    return .failure(code: .proofInvalid, message: error.message)
+                }
+                outcome = try registry.share(
+                    file: file, size: header.layout.fileSize, name: header.name, signer: signer, address: Self.address(host, port), identity: identity
+                )
             case .get(let file):
                 return registry.holders(of: file)
             case .remove(let file, let port):
@@ -208,6 +219,28 @@ public final class TrackerServer: Sendable {
             log(.error, "cannot record a change", identity: identity, ["error": "\(error)"])
             return .failure(code: .trackerError, message: "the tracker could not record this change; try again or use the other tracker")
         }
+    }
+
+    /// Why a share's proof was refused.
+    private struct ProofRefusal: Error {
+        let message: String
+    }
+
+    /// Reads and verifies a share's signed header with the one validation policy, as a `.mtorrent`
+    /// is verified, and checks that it names `file`.
+    private func verify(_ proof: [UInt8], of file: FileID) throws(ProofRefusal) -> (SignedHeader, VerifiedIdentity) {
+        let header: SignedHeader
+        let signer: VerifiedIdentity
+        do {
+            header = try SignedHeader.parse(proof)
+            signer = try header.verify(trust: trust.current)
+        } catch {
+            throw ProofRefusal(message: "the signed header is refused (\(error.code)): \(error.description)")
+        }
+        guard header.root == file.bytes else {
+            throw ProofRefusal(message: "the signed header names root \(Hex.encode(header.root)), not \(file)")
+        }
+        return (header, signer)
     }
 
     private func scheduleExpiry(on eventLoop: EventLoop) {

@@ -47,6 +47,9 @@ public enum FailureCode: String, CaseIterable, Sendable, CustomStringConvertible
     case tooManyRequests = "TOO_MANY_REQUESTS"
     /// The file was withdrawn from the network; an admin must allow it again.
     case withdrawn = "WITHDRAWN"
+    /// A share whose signed header does not parse, is not signed by a valid peer of our CA, or
+    /// names another root than the share.
+    case proofInvalid = "PROOF_INVALID"
     /// The tracker could not record a change.
     case trackerError = "TRACKER_ERROR"
 

@@ -1,3 +1,4 @@
+import Foundation
 import PKI
 
 /// The root hash that names a file on the network: 32 bytes, written as 64 lowercase hex digits.
@@ -19,11 +20,13 @@ public struct FileID: Hashable, Sendable, CustomStringConvertible {
 
 /// One request of the tracker protocol: a single line of text (see docs/PROTOCOL.md).
 public enum TrackerRequest: Equatable, Sendable {
-    /// Announce that the caller holds a file and serves it on `port` of its connection's address.
-    case share(file: FileID, size: UInt64, port: UInt16, name: String)
+    /// Announce that the caller holds a file and serves it on `port` of its connection's address;
+    /// `proof` is the file's signed header (a version 2 `.mtorrent` up to its signature line),
+    /// from which the tracker takes the size, the name and the signer.
+    case share(file: FileID, port: UInt16, proof: [UInt8])
     /// Who holds a file.
     case get(file: FileID)
-    /// Withdraw: the caller's own entry, or (owner or admin) the file from the whole network.
+    /// Withdraw: the caller's own entry, or (signer or admin) the file from the whole network.
     case remove(file: FileID, port: UInt16)
     /// An admin lets a withdrawn file be shared again.
     case allow(file: FileID)
@@ -32,8 +35,9 @@ public enum TrackerRequest: Equatable, Sendable {
     /// The caller serving on `port` is going away: drop all its entries.
     case leave(port: UInt16)
 
-    /// Longest request line accepted.
-    public static let maximumLineLength = 1024
+    /// Longest request line accepted: room for a SHARE carrying the base64 of a signed header of
+    /// up to 8 KiB (`SignedHeader.maximumBytes`); every other request is far shorter.
+    public static let maximumLineLength = 12 * 1024
 
     public init(line: String) throws(WireError) {
         let words = line.split(separator: " ", maxSplits: 4, omittingEmptySubsequences: false)
@@ -53,11 +57,14 @@ public enum TrackerRequest: Equatable, Sendable {
         }
         switch verb {
         case "SHARE":
-            try expect(5)
-            guard let size = UInt64(words[2]), words[2] == "0" || words[2].first != "0" else { throw .malformed("the size must be a whole number") }
-            let name = String(words[4])
-            guard !name.isEmpty, name.utf8.count <= 255, !name.contains("/") else { throw .malformed("the file name must be 1 to 255 bytes without '/'") }
-            self = .share(file: try file(1), size: size, port: try port(3), name: name)
+            guard words.count == 4 else {
+                throw .malformed("'SHARE' takes 3 arguments: <root> <port> <signed header in base64>; a share without the signed header is refused")
+            }
+            let encoded = words[3]
+            guard let proof = Data(base64Encoded: String(encoded)).map(Array.init), !proof.isEmpty,
+                  Data(proof).base64EncodedString() == encoded
+            else { throw .malformed("the signed header must be canonical base64 (with padding, no line breaks)") }
+            self = .share(file: try file(1), port: try port(2), proof: proof)
         case "GET":
             try expect(2)
             self = .get(file: try file(1))
@@ -81,7 +88,7 @@ public enum TrackerRequest: Equatable, Sendable {
     /// The request as one line, without its line feed.
     public var line: String {
         switch self {
-        case .share(let file, let size, let port, let name): return "SHARE \(file) \(size) \(port) \(name)"
+        case .share(let file, let port, let proof): return "SHARE \(file) \(port) \(Data(proof).base64EncodedString())"
         case .get(let file): return "GET \(file)"
         case .remove(let file, let port): return "REMOVE \(file) \(port)"
         case .allow(let file): return "ALLOW \(file)"

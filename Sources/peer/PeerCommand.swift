@@ -20,7 +20,8 @@ struct PeerCommand: AsyncParsableCommand {
             Commands, one per line on standard input (quote names with spaces, as in a shell):
               share <file_path> <mtorrent_destination>
               get <mtorrent_file> <save_location>     (a folder receives the .mtorrent's file name)
-              remove <mtorrent_file>
+              remove <mtorrent_file>                   (its signer or an admin withdraws it from the network)
+              allow <mtorrent_file>                    (an admin lets a withdrawn file be shared again)
               status
               help
               exit
@@ -204,6 +205,8 @@ final class Shell: Sendable {
             return await Result { () async throws(CommandFailure) in try await node.get(mtorrent: mtorrent, saveTo: location, progress: reporter) }
         case .remove(let mtorrent):
             return await Result { () async throws(CommandFailure) in try await node.remove(mtorrent: mtorrent) }
+        case .allow(let mtorrent):
+            return await Result { () async throws(CommandFailure) in try await node.allow(mtorrent: mtorrent) }
         case .status: return .success(node.status())
         case .help: return .success(ShellCommand.helpText)
         case .exit: return .success("leaving the trackers")

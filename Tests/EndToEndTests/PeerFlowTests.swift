@@ -68,12 +68,19 @@ import Wire
         let first = try peer("alice", trackers)
         #expect(try first.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
         #expect(first.finish() == 0)
+        // An index written before shares carried proof has no signed header: it is read from the .mtorrent.
+        let index = ca.folder.file("state-alice/shares.json")
+        var entries = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: index))) as? [[String: Any]])
+        #expect(entries.first?["signedHeader"] != nil)
+        for position in entries.indices { entries[position]["signedHeader"] = nil }
+        try JSONSerialization.data(withJSONObject: entries).write(to: URL(fileURLWithPath: index))
         // The same peer starts again with no command: it serves and re-announces what it shared.
         let again = try peer("alice", trackers)
         let bob = try peer("bob", trackers)
         #expect(try bob.run("get data.mtorrent copy.bin").hasPrefix("SUCCESS:"))
         #expect(FileManager.default.contentsEqual(atPath: ca.folder.file("data.bin"), andPath: ca.folder.file("copy.bin")))
         _ = again.finish()
+        #expect(try String(contentsOfFile: index, encoding: .utf8).contains("signedHeader"))
     }
 
     @Test func aTamperedMTorrentIsRefusedBeforeAnyConnection() throws {
@@ -102,7 +109,7 @@ import Wire
         #expect(try bob.run("get data.mtorrent copy2.bin").hasPrefix("FAILURE: TRACKERS_UNREACHABLE"))
     }
 
-    @Test func theACLDeniesAndOnlyTheOwnerMayWithdraw() throws {
+    @Test func theACLDeniesAndOnlyTheSignerMayWithdraw() throws {
         let t1 = try tracker("tracker1", acl: "allow share,get,remove group lab\n")
         let trackers = [t1.address.description, "127.0.0.1:1"]
         let alice = try peer("alice", trackers)
@@ -112,6 +119,27 @@ import Wire
         let bob = try peer("bob", trackers)
         #expect(try bob.run("remove data.mtorrent").hasPrefix("FAILURE: ACCESS_DENIED"))
         #expect(try bob.run("get data.mtorrent b.bin").hasPrefix("SUCCESS:"))
+    }
+
+    @Test func theSignerWithdrawsAndOnlyAnAdminAllowsAgain() throws {
+        let t1 = try tracker("tracker1", acl: "allow share,get,remove group lab\nallow admin peer carol\n")
+        let trackers = [t1.address.description, "127.0.0.1:1"]
+        let alice = try peer("alice", trackers)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let bob = try peer("bob", trackers)
+        #expect(try bob.run("get data.mtorrent b.bin").hasPrefix("SUCCESS:"))
+        // bob holds a copy, but did not sign it: his remove drops only his own entry.
+        let removed = try bob.run("remove data.mtorrent")
+        #expect(removed.hasPrefix("SUCCESS:") && removed.contains("removed your entry"), "\(removed)")
+        #expect(try bob.run("allow data.mtorrent").hasPrefix("FAILURE: ACCESS_DENIED"))
+        let withdrawn = try alice.run("remove data.mtorrent")
+        #expect(withdrawn.contains("withdrew"), "\(withdrawn)")
+        #expect(try alice.run("share data.bin again.mtorrent").hasPrefix("FAILURE: WITHDRAWN"))
+        let carol = try peer("carol", trackers)
+        #expect(try carol.run("allow data.mtorrent").hasPrefix("SUCCESS: data.bin may be shared again"))
+        #expect(try alice.run("share data.bin again.mtorrent").hasPrefix("SUCCESS:"))
+        #expect(try bob.run("get again.mtorrent b2.bin").hasPrefix("SUCCESS:"))
+        #expect(FileManager.default.contentsEqual(atPath: ca.folder.file("data.bin"), andPath: ca.folder.file("b2.bin")))
     }
 
     @Test func aPeerOfAnotherCAIsRefusedByTrackerAndPeers() async throws {

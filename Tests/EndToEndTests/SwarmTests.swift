@@ -246,7 +246,7 @@ final class MisbehavingHolder: ChannelInboundHandler {
         let client = TrackerClient(address: tracker, tls: trackerTLS, group: group)
         let file = FileID(bytes: torrent.root)!
         let port = UInt16(server.localAddress!.port!)
-        let registered = try await client.send(.share(file: file, size: torrent.layout.fileSize, port: port, name: torrent.name))
+        let registered = try await client.send(.share(file: file, port: port, proof: try #require(torrent.signedHeader).bytes))
         guard case .ok = registered else { throw CommandFailure(.trackerError, "the tracker did not record the share: \(registered)") }
         return (server, client)
     }

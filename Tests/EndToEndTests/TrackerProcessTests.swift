@@ -85,8 +85,13 @@ final class TrackerProcess {
 
     @Test func anAnsweredShareSurvivesKillNine() async throws {
         let first = try start()
-        let file = FileID(hex: String(repeating: "c3", count: 32))!
-        #expect(try await client("alice", first).send(.share(file: file, size: 42, port: 7001, name: "data.bin")) == .ok("shared \(file) from 127.0.0.1:7001"))
+        let dataPath = ca.folder.file("data.bin")
+        try Data(repeating: 0xc3, count: 42).write(to: URL(fileURLWithPath: dataPath))
+        let alice = try SigningIdentity.load(named: "alice", from: ca.layout)
+        let torrent = try MTorrent.create(fileAt: dataPath, trackers: [first.address], identity: alice, trust: ca.trust())
+        let file = FileID(bytes: torrent.root)!
+        let share = TrackerRequest.share(file: file, port: 7001, proof: try #require(torrent.signedHeader).bytes)
+        #expect(try await client("alice", first).send(share) == .ok("shared \(file) from 127.0.0.1:7001"))
         first.kill9()
         let second = try start()
         defer { second.stop() }

@@ -21,8 +21,9 @@ import Testing
         }
     }
 
-    @Test func theSeedMTorrentIsAValidFileSoTheFuzzerStartsFromAcceptedInput() throws {
-        let bytes = Array(try Data(contentsOf: Self.fuzzFolder.appendingPathComponent("corpus/mtorrent/sample.mtorrent")))
+    @Test(arguments: ["sample.mtorrent", "sample-v2.mtorrent"])
+    func theSeedMTorrentsAreValidFilesSoTheFuzzerStartsFromAcceptedInput(_ name: String) throws {
+        let bytes = Array(try Data(contentsOf: Self.fuzzFolder.appendingPathComponent("corpus/mtorrent/\(name)")))
         #expect(throws: Never.self) { try MTorrentParser.parse(bytes) }
     }
 }

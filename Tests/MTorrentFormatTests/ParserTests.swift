@@ -13,7 +13,8 @@ import Testing
 
     @Test func unknownVersion() throws {
         let fixture = try Fixture()
-        #expect(code(fixture.editing { $0[0] = "mtorrent 2" }) == .unknownVersion)
+        #expect(code(fixture.editing { $0[0] = "mtorrent 3" }) == .unknownVersion)
+        #expect(code(fixture.editing { $0[0] = "mtorrent 02" }) == .unknownVersion)
     }
 
     @Test func missingFields() throws {
@@ -21,7 +22,7 @@ import Testing
         #expect(code(fixture.editing { $0.remove(at: 3) }) == .missingField)
         #expect(code(fixture.editing { $0.remove(at: 1); $0.remove(at: 1) }) == .missingField)
         #expect(code(fixture.editing { $0.removeSubrange(6...) ; $0.append("") }) == .missingField)
-        let withoutSignature = fixture.editing { lines in lines.removeLast(2); lines.append("") }
+        let withoutSignature = fixture.editing { lines in lines.removeAll { $0.hasPrefix("signature ") } }
         #expect(code(withoutSignature) == .missingField)
         #expect(code([]) == .missingField)
     }

@@ -95,7 +95,7 @@ import Testing
         let tracker = try fixture.ca.identity(.tracker(name: "t1", dnsNames: [], ipAddresses: [], days: 30))
         var content = fixture.torrent.content
         content.signer = tracker.certificate
-        let forged = MTorrent(content: content, signature: try tracker.sign(content.canonicalBytes()))
+        let forged = MTorrent(content: content, signature: try tracker.sign(content.signedBytes()))
         let error = try #require(throws: MTorrentError.self) { try MTorrentParser.parse(forged.serialized()).verify(trust: fixture.ca.trust()) }
         #expect(error.validation == ValidationError(.wrongRole, ""))
     }
@@ -103,7 +103,7 @@ import Testing
     @Test func anotherPeersSignatureOverTheSameContentIsRefused() throws {
         let fixture = try Fixture()
         let bob = try fixture.ca.peer("bob")
-        let forged = MTorrent(content: fixture.torrent.content, signature: try bob.sign(fixture.torrent.content.canonicalBytes()))
+        let forged = MTorrent(content: fixture.torrent.content, signature: try bob.sign(fixture.torrent.content.signedBytes()))
         #expect(throws: MTorrentError(.signatureInvalid, "")) { try MTorrentParser.parse(forged.serialized()).verify(trust: fixture.ca.trust()) }
     }
 

@@ -41,6 +41,8 @@ import Wire
         #expect(try ShellCommand.parse(#"share "my file.bin" my.mtorrent"#) == .share(file: "my file.bin", mtorrent: "my.mtorrent"))
         #expect(try ShellCommand.parse("get a.mtorrent ./") == .get(mtorrent: "a.mtorrent", saveTo: "./"))
         #expect(try ShellCommand.parse("remove a.mtorrent") == .remove(mtorrent: "a.mtorrent"))
+        #expect(try ShellCommand.parse("allow 'a b.mtorrent'") == .allow(mtorrent: "a b.mtorrent"))
+        #expect(ShellCommand.helpText.contains("allow <mtorrent>"))
         #expect(try ShellCommand.parse("status") == .status)
         #expect(try ShellCommand.parse("help") == .help)
         #expect(try ShellCommand.parse(" exit ") == .exit)

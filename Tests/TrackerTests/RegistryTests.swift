@@ -14,8 +14,8 @@ import Wire
         let folder = TemporaryFolder()
         do {
             let registry = try Registry(folder: folder.path, timeToLive: 300)
-            _ = try registry.share(file: fileA, size: 5, name: "a b", address: "127.0.0.1:1", identity: alice)
-            _ = try registry.share(file: fileB, size: 6, name: "b", address: "127.0.0.1:1", identity: alice)
+            _ = try registry.share(file: fileA, size: 5, name: "a b", signer: alice, address: "127.0.0.1:1", identity: alice)
+            _ = try registry.share(file: fileB, size: 6, name: "b", signer: alice, address: "127.0.0.1:1", identity: alice)
         }
         let path = folder.file("seeders.txt")
         var text = try String(contentsOfFile: path, encoding: .utf8)
@@ -31,32 +31,55 @@ import Wire
         #expect(try String(contentsOfFile: path, encoding: .utf8).hasSuffix("\n"))
     }
 
-    @Test func ownershipSurvivesTheOwnerLeavingAndARestart() throws {
+    @Test func theSignersRightToWithdrawSurvivesItLeavingAndARestart() throws {
         let folder = TemporaryFolder()
         do {
             let registry = try Registry(folder: folder.path, timeToLive: 300)
-            _ = try registry.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:1", identity: alice)
-            _ = try registry.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:2", identity: bob)
+            _ = try registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:1", identity: alice)
+            _ = try registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:2", identity: bob)
             _ = try registry.leave(address: "127.0.0.1:1", identity: alice)
         }
         let reopened = try Registry(folder: folder.path, timeToLive: 300)
         #expect(try reopened.remove(file: fileA, address: "127.0.0.1:2", identity: bob, isAdmin: false) == .done("removed your entry for \(fileA)"))
         #expect(try reopened.remove(file: fileA, address: "127.0.0.1:1", identity: alice, isAdmin: false) == .done("withdrew \(fileA) from the network"))
         let again = try Registry(folder: folder.path, timeToLive: 300)
-        guard case .refused(.withdrawn, _) = try again.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:2", identity: bob) else {
+        guard case .refused(.withdrawn, _) = try again.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:2", identity: bob) else {
             Issue.record("the withdrawal was lost across a restart")
             return
         }
     }
 
-    @Test func aShareWithAnotherSizeIsRefused() throws {
+    @Test func anotherSignersClaimWithAnotherSizeLeavesTheFirstAlone() throws {
         let folder = TemporaryFolder()
         let registry = try Registry(folder: folder.path, timeToLive: 300)
-        _ = try registry.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:1", identity: alice)
-        guard case .refused(.invalidArguments, _) = try registry.share(file: fileA, size: 6, name: "a", address: "127.0.0.1:2", identity: bob) else {
-            Issue.record("a conflicting size was accepted")
+        _ = try registry.share(file: fileA, size: 6, name: "wrong", signer: bob, address: "127.0.0.1:2", identity: bob)
+        #expect(try registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:1", identity: alice) == .done("shared \(fileA) from 127.0.0.1:1"))
+        #expect(try registry.remove(file: fileA, address: "127.0.0.1:2", identity: bob, isAdmin: false) == .done("withdrew \(fileA) from the network"))
+        guard case .holders(5, "a", let holders) = registry.holders(of: fileA) else {
+            Issue.record("another signer's withdrawal took the first signer's file")
             return
         }
+        #expect(holders.map(\.name) == ["alice"])
+    }
+
+    @Test func aJournalFromBeforeProofsIsStillRead() throws {
+        let folder = TemporaryFolder()
+        let path = folder.file("seeders.txt")
+        try FileIO.makeFolder(folder.path, mode: 0o755)
+        try """
+            share \(fileA) 5 127.0.0.1:1 alice \(alice.fingerprint) a b
+            share \(fileA) 5 127.0.0.1:2 bob \(bob.fingerprint) a b
+            leave 127.0.0.1:1 alice
+
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let registry = try Registry(folder: folder.path, timeToLive: 300)
+        guard case .holders(5, "a b", let holders) = registry.holders(of: fileA) else {
+            Issue.record("the old journal was not read")
+            return
+        }
+        #expect(holders.map(\.name) == ["bob"])
+        #expect(try registry.remove(file: fileA, address: "127.0.0.1:1", identity: alice, isAdmin: false) == .done("withdrew \(fileA) from the network"))
+        #expect(try String(contentsOfFile: path, encoding: .utf8).hasPrefix("claim \(fileA) 5 alice \(alice.fingerprint) a b\n"))
     }
 }
 

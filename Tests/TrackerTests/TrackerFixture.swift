@@ -8,6 +8,7 @@ import Peer
 import TLS
 import Tracker
 import Wire
+import X509
 
 /// A CA with a tracker and peers, a tracker server on 127.0.0.1, and clients for the peers.
 final class TrackerFixture: @unchecked Sendable {
@@ -55,6 +56,30 @@ final class TrackerFixture: @unchecked Sendable {
         let identity = try SigningIdentity.load(named: name, from: source.layout)
         let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: identity, trust: TrustSource(try source.trust()), peerRole: .tracker))
         return TrackerClient(address: address, tls: tls, group: group)
+    }
+
+    /// A version 2 signed header for `file`, as `signer` (a peer of `authority`, ours by default)
+    /// would sign it; any root and size may be claimed, as an insider can.
+    func signedHeader(_ file: FileID, size: UInt64, name: String = "a", signedBy signer: String, authority: TestAuthority? = nil) throws -> [UInt8] {
+        let identity = try SigningIdentity.load(named: signer, from: (authority ?? ca).layout)
+        let signed = Array("""
+            mtorrent 2
+            tracker 127.0.0.1:7001
+            name \(name)
+            size \(size)
+            piece-size 262144
+            hash-algorithm sha256
+            root \(file)
+            signer
+            \(try identity.certificate.serializeAsPEM().pemString)
+
+            """.utf8)
+        return signed + Array("signature \(Hex.encode(try identity.sign(signed)))\n".utf8)
+    }
+
+    /// A share of `file` by a holder serving on `port`, proved by a header `signer` signed.
+    func share(_ file: FileID, size: UInt64 = 10, name: String = "a", port: UInt16, signedBy signer: String) throws -> TrackerRequest {
+        .share(file: file, port: port, proof: try signedHeader(file, size: size, name: name, signedBy: signer))
     }
 
     deinit {

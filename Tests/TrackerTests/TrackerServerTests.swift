@@ -10,7 +10,7 @@ import Wire
     @Test func aSharedFileIsListedWithTheHoldersIdentityAndAddress() async throws {
         let fixture = try TrackerFixture()
         let alice = try fixture.client("alice")
-        #expect(try await alice.send(.share(file: fileA, size: 1234, port: 6001, name: "report final.pdf")) == .ok("shared \(fileA) from 127.0.0.1:6001"))
+        #expect(try await alice.send(fixture.share(fileA, size: 1234, name: "report final.pdf", port: 6001, signedBy: "alice")) == .ok("shared \(fileA) from 127.0.0.1:6001"))
         let answer = try await fixture.client("bob").send(.get(file: fileA))
         guard case .holders(let size, let name, let holders) = answer else {
             Issue.record("expected holders, got \(answer)")
@@ -35,8 +35,8 @@ import Wire
             allow get group lab
             allow share,remove peer alice
             """)
-        #expect(try await fixture.client("alice").send(.share(file: fileA, size: 1, port: 6001, name: "a")) == .ok("shared \(fileA) from 127.0.0.1:6001"))
-        guard case .failure(.accessDenied, _) = try await fixture.client("bob").send(.share(file: fileB, size: 1, port: 6002, name: "b")) else {
+        #expect(try await fixture.client("alice").send(fixture.share(fileA, size: 1, port: 6001, signedBy: "alice")) == .ok("shared \(fileA) from 127.0.0.1:6001"))
+        guard case .failure(.accessDenied, _) = try await fixture.client("bob").send(fixture.share(fileB, size: 1, name: "b", port: 6002, signedBy: "bob")) else {
             Issue.record("bob shared without a rule allowing it")
             return
         }
@@ -50,7 +50,7 @@ import Wire
         }
     }
 
-    @Test func removeSemanticsFollowOwnershipAndAdmins() async throws {
+    @Test func removeSemanticsFollowTheSignerAndAdmins() async throws {
         let fixture = try TrackerFixture(acl: """
             allow share,get,remove any
             allow admin peer carol
@@ -58,20 +58,20 @@ import Wire
         let alice = try fixture.client("alice")
         let bob = try fixture.client("bob")
         let carol = try fixture.client("carol")
-        _ = try await alice.send(.share(file: fileA, size: 10, port: 6001, name: "a"))
+        _ = try await alice.send(fixture.share(fileA, port: 6001, signedBy: "alice"))
         guard case .failure(.accessDenied, _) = try await bob.send(.remove(file: fileA, port: 6002)) else {
-            Issue.record("a non-holder, non-owner withdrew the file")
+            Issue.record("a non-holder, non-signer withdrew the file")
             return
         }
-        _ = try await bob.send(.share(file: fileA, size: 10, port: 6002, name: "a"))
+        _ = try await bob.send(fixture.share(fileA, port: 6002, signedBy: "alice"))
         #expect(try await bob.send(.remove(file: fileA, port: 6002)) == .ok("removed your entry for \(fileA)"))
         guard case .holders(_, _, let holders) = try await bob.send(.get(file: fileA)) else {
-            Issue.record("the owner's entry vanished with bob's")
+            Issue.record("the signer's entry vanished with bob's")
             return
         }
         #expect(holders.map(\.name) == ["alice"])
         #expect(try await alice.send(.remove(file: fileA, port: 6001)) == .ok("withdrew \(fileA) from the network"))
-        guard case .failure(.withdrawn, _) = try await bob.send(.share(file: fileA, size: 10, port: 6002, name: "a")) else {
+        guard case .failure(.withdrawn, _) = try await bob.send(fixture.share(fileA, port: 6002, signedBy: "alice")) else {
             Issue.record("a withdrawn file was shared again without an admin")
             return
         }
@@ -80,13 +80,13 @@ import Wire
             return
         }
         #expect(try await carol.send(.allow(file: fileA)) == .ok("\(fileA) may be shared again"))
-        #expect(try await bob.send(.share(file: fileA, size: 10, port: 6002, name: "a")) == .ok("shared \(fileA) from 127.0.0.1:6002"))
+        #expect(try await bob.send(fixture.share(fileA, port: 6002, signedBy: "alice")) == .ok("shared \(fileA) from 127.0.0.1:6002"))
     }
 
     @Test func answeredSharesSurviveARestartAndLeaveRemovesAtOnce() async throws {
         let fixture = try TrackerFixture()
-        _ = try await fixture.client("alice").send(.share(file: fileA, size: 10, port: 6001, name: "a"))
-        _ = try await fixture.client("bob").send(.share(file: fileA, size: 10, port: 6002, name: "a"))
+        _ = try await fixture.client("alice").send(fixture.share(fileA, port: 6001, signedBy: "alice"))
+        _ = try await fixture.client("bob").send(fixture.share(fileA, port: 6002, signedBy: "alice"))
         try fixture.start(aclPath: nil)
         guard case .holders(_, _, let holders) = try await fixture.client("carol").send(.get(file: fileA)) else {
             Issue.record("shares were lost across a restart")
@@ -104,7 +104,7 @@ import Wire
     @Test func silentHoldersExpireAndHeartbeatsKeepThem() async throws {
         let fixture = try TrackerFixture(timeToLive: 60)
         let alice = try fixture.client("alice")
-        _ = try await alice.send(.share(file: fileA, size: 10, port: 6001, name: "a"))
+        _ = try await alice.send(fixture.share(fileA, port: 6001, signedBy: "alice"))
         #expect(try fixture.server.registry.expire(now: Date() + 30) == 0)
         #expect(try await alice.send(.heartbeat(port: 6001)) == .ok("refreshed 1 entries"))
         #expect(try fixture.server.registry.expire(now: Date() + 61) == 1)
@@ -114,7 +114,7 @@ import Wire
     @Test func badRequestsGetAClearErrorAndTheConnectionGoesOn() async throws {
         let fixture = try TrackerFixture()
         let raw = try RawLineClient(fixture: fixture, name: "alice")
-        #expect(try await raw.exchange("SHARE nothex 10 6001 a") .hasPrefix("ERR INVALID_ARGUMENTS"))
+        #expect(try await raw.exchange("SHARE nothex 6001 AAAA").hasPrefix("ERR INVALID_ARGUMENTS"))
         #expect(try await raw.exchange("DELETE everything").hasPrefix("ERR INVALID_ARGUMENTS unknown request"))
         #expect(try await raw.exchange("GET \(fileA)").hasPrefix("ERR FILE_NOT_FOUND"))
     }
@@ -122,7 +122,7 @@ import Wire
     @Test func anOversizeLineClosesOnlyThatConnection() async throws {
         let fixture = try TrackerFixture()
         let raw = try RawLineClient(fixture: fixture, name: "alice")
-        await #expect(throws: (any Error).self) { try await raw.exchange(String(repeating: "A", count: 5000)) }
+        await #expect(throws: (any Error).self) { try await raw.exchange(String(repeating: "A", count: TrackerRequest.maximumLineLength + 1)) }
         #expect(try await fixture.client("bob").send(.get(file: fileA)) == .failure(code: .fileNotFound, message: "no peer shares \(fileA)"))
     }
 
@@ -137,7 +137,7 @@ import Wire
     @Test func aRevokedPeersConnectionIsClosedOnReload() async throws {
         let fixture = try TrackerFixture()
         let alice = try fixture.client("alice")
-        _ = try await alice.send(.share(file: fileA, size: 10, port: 6001, name: "a"))
+        _ = try await alice.send(fixture.share(fileA, port: 6001, signedBy: "alice"))
         try fixture.ca.authority.revoke(name: "alice", reason: .keyCompromise)
         try fixture.server.reload()
         try await Task.sleep(for: .milliseconds(300))
