@@ -159,7 +159,7 @@ public final class PeerNode: @unchecked Sendable {
             requests.append(.share(file: share.file, port: servingPort, proof: proof))
         }
         for request in requests {
-            guard await send(request, to: tracker) != nil else { return false }
+            guard await sendPaced(request, to: tracker) else { return false }
         }
         if !requests.isEmpty { logger.info("announced every share", metadata: ["tracker": "\(trackers[tracker].address)", "shares": "\(requests.count)"]) }
         return true
@@ -443,6 +443,20 @@ public final class PeerNode: @unchecked Sendable {
         for (index, answer) in answers.answers.enumerated() { note(answer.result, from: index) }
         return answers
     }
+
+    /// Sends a request to one tracker, waiting and sending it again while the tracker answers that
+    /// this peer is over its request rate (a bounded number of times); false if it gave no answer.
+    private func sendPaced(_ request: TrackerRequest, to index: Int) async -> Bool {
+        for _ in 0..<Self.quotaRetries {
+            guard let answer = await send(request, to: index) else { return false }
+            guard case .failure(.quota, _) = answer else { return true }
+            try? await Task.sleep(for: .seconds(1))
+        }
+        return false
+    }
+
+    /// How often an announcement is tried again after a tracker said QUOTA.
+    private static let quotaRetries = 30
 
     /// Sends a request to one tracker; nil if it gave no answer.
     private func send(_ request: TrackerRequest, to index: Int) async -> TrackerResponse? {

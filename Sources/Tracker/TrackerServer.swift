@@ -27,10 +27,15 @@ public struct TrackerConfiguration: Sendable {
     public var idleTimeout: Int64 = 600
     public var handshakeTimeout: Int64 = TLSConfiguration.defaultHandshakeTimeoutSeconds
     public var tlsBackend: TLSBackend = .openssl
+    /// Requests a second one certificate may send, sustained; 0 means no limit.
+    public var requestsPerSecond = 100
+    /// Requests one certificate may send at once, above the sustained rate.
+    public var requestBurst = 1000
 
     /// The keys a tracker configuration file may set (config/tracker.conf.example documents each).
     public static let configFileKeys: Set<String> = [
         "pki", "name", "acl", "data", "ttl", "max-connections", "max-connections-per-peer", "idle-timeout", "handshake-timeout", "tls-backend", "log-level",
+        "requests-per-second", "request-burst",
     ]
 
     public init(host: String, port: Int, pki: PKILayout, name: String, aclPath: String?, dataFolder: String) {
@@ -55,6 +60,10 @@ public final class TrackerServer: Sendable {
     private let connections = NIOLockedValueBox<[ObjectIdentifier: (channel: Channel, identity: VerifiedIdentity)]>([:])
     private let channel = NIOLockedValueBox<Channel?>(nil)
     private let connectionCount = NIOLockedValueBox(0)
+    /// Requests each certificate may still send (nil without a limit).
+    private let requestBudgets: CertificateBudgets?
+    /// Log lines each certificate may still cause: a flood of requests cannot flood the log.
+    private let logBudgets = CertificateBudgets(burst: 20, perSecond: 2)
 
     public init(configuration: TrackerConfiguration, logger: Logger) throws {
         self.configuration = configuration
@@ -67,6 +76,8 @@ public final class TrackerServer: Sendable {
         tlsContext = try configuration.tlsBackend.makeContext(tls)
         acl = NIOLockedValueBox(try Self.loadACL(configuration.aclPath))
         registry = try Registry(folder: configuration.dataFolder, timeToLive: configuration.timeToLive)
+        requestBudgets = configuration.requestsPerSecond > 0
+            ? CertificateBudgets(burst: max(configuration.requestBurst, 1), perSecond: configuration.requestsPerSecond) : nil
     }
 
     private static func loadACL(_ path: String?) throws -> AccessControlList {
@@ -157,14 +168,24 @@ public final class TrackerServer: Sendable {
         }
     }
 
+    /// Logs a line about a connection, at most ``logBudgets`` lines a second per certificate; the
+    /// first line after some were held back says how many.
     fileprivate func log(_ level: Logger.Level, _ message: Logger.Message, identity: VerifiedIdentity?, _ metadata: @autoclosure () -> Logger.Metadata = [:]) {
         guard logger.logLevel <= level else { return }
         var all = metadata()
         if let identity {
+            guard let heldBack = logBudgets.take(identity.fingerprint) else { return }
             all["peer"] = "\(identity.name)"
             all["fingerprint"] = "\(identity.fingerprint.prefix(16))"
+            if heldBack > 0 { all["unlogged"] = "\(heldBack)" }
         }
         logger.log(level: level, message, metadata: all)
+    }
+
+    /// Whether `identity` may send one more request now.
+    fileprivate func withinRequestRate(_ identity: VerifiedIdentity) -> Bool {
+        guard let requestBudgets else { return true }
+        return requestBudgets.take(identity.fingerprint) != nil
     }
 
     /// Answers one request from an authenticated peer at `address` (its connection's host and the port it serves on).
@@ -305,7 +326,13 @@ final class TrackerSession: ChannelInboundHandler {
         guard let identity else { return }
         let response: TrackerResponse
         do {
-            response = server.answer(try TrackerRequest(line: line), identity: identity, host: host)
+            let request = try TrackerRequest(line: line)
+            if server.withinRequestRate(identity) {
+                response = server.answer(request, identity: identity, host: host)
+            } else {
+                server.log(.warning, "over the request rate", identity: identity, ["limit": "\(server.configuration.requestsPerSecond)/s"])
+                response = .failure(code: .quota, message: "more than \(server.configuration.requestsPerSecond) requests a second from this certificate; slow down")
+            }
         } catch {
             badRequests += 1
             server.log(.warning, "bad request", identity: identity, ["error": "\(error)"])

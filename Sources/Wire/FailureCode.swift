@@ -52,6 +52,8 @@ public enum FailureCode: String, CaseIterable, Sendable, CustomStringConvertible
     case proofInvalid = "PROOF_INVALID"
     /// The tracker could not record a change.
     case trackerError = "TRACKER_ERROR"
+    /// Over a per-certificate quota of the tracker (requests a second, files announced); slow down.
+    case quota = "QUOTA"
 
     public var description: String { rawValue }
 

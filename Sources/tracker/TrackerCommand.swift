@@ -44,6 +44,8 @@ struct TrackerCommand: AsyncParsableCommand {
         if let value = try file?.integer("max-connections-per-peer", in: 1...1_000_000) { settings.maximumConnectionsPerPeer = value }
         if let value = try file?.integer("idle-timeout", in: 5...86400) { settings.idleTimeout = Int64(value) }
         if let value = try file?.integer("handshake-timeout", in: 1...300) { settings.handshakeTimeout = Int64(value) }
+        if let value = try file?.integer("requests-per-second", in: 0...1_000_000) { settings.requestsPerSecond = value }
+        if let value = try file?.integer("request-burst", in: 1...1_000_000) { settings.requestBurst = value }
         try ProgramSupport.bootstrapLogging(levelName: file?.string("log-level"))
         let logger = Logger(label: "tracker")
         let server = try TrackerServer(configuration: settings, logger: logger)

@@ -20,9 +20,15 @@ final class TrackerFixture: @unchecked Sendable {
 
     /// Changes to the server's configuration (limits) applied at every start.
     private let adjust: @Sendable (inout TrackerConfiguration) -> Void
+    /// The server's log (nowhere unless a test looks at it).
+    private let logger: Logger?
 
-    init(acl: String? = nil, timeToLive: TimeInterval = 300, adjust: @escaping @Sendable (inout TrackerConfiguration) -> Void = { _ in }) throws {
+    init(
+        acl: String? = nil, timeToLive: TimeInterval = 300, logger: Logger? = nil,
+        adjust: @escaping @Sendable (inout TrackerConfiguration) -> Void = { _ in }
+    ) throws {
         self.adjust = adjust
+        self.logger = logger
         ca = try TestAuthority()
         try ca.identity(.tracker(name: "tracker1", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], days: 30))
         try ca.peer("alice", groups: ["lab"])
@@ -43,8 +49,8 @@ final class TrackerFixture: @unchecked Sendable {
         var configuration = TrackerConfiguration(host: "127.0.0.1", port: 0, pki: ca.layout, name: "tracker1", aclPath: aclPath, dataFolder: dataFolder)
         configuration.timeToLive = timeToLive
         adjust(&configuration)
-        var logger = Logger(label: "tracker-test")
-        logger.logLevel = .critical
+        var logger = self.logger ?? Logger(label: "tracker-test")
+        if self.logger == nil { logger.logLevel = .critical }
         server = try TrackerServer(configuration: configuration, logger: logger)
         let bound = try server.start(group: group)
         address = TrackerAddress("127.0.0.1:\(bound.port!)")!
