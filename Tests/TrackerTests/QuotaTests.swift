@@ -15,8 +15,7 @@ import Wire
         }
         let greedy = try RawLineClient(fixture: fixture, name: "alice")
         let started = ContinuousClock.now
-        var answers: [String] = []
-        for _ in 0..<60 { answers.append(try await greedy.exchange("GET \(fileA)")) }
+        let answers = try await greedy.exchange(all: Array(repeating: "GET \(fileA)", count: 60))
         let seconds = Double((ContinuousClock.now - started).components.seconds) + 1
         let refused = answers.filter { $0.hasPrefix("ERR QUOTA") }.count
         // At most the burst and the sustained rate over the time the flood took got through.
@@ -31,7 +30,7 @@ import Wire
         let fixture = try TrackerFixture(logger: capture.logger) { $0.requestsPerSecond = 0 }
         let greedy = try RawLineClient(fixture: fixture, name: "alice")
         let started = ContinuousClock.now
-        for _ in 0..<300 { _ = try await greedy.exchange("GET \(fileA)") }
+        _ = try await greedy.exchange(all: Array(repeating: "GET \(fileA)", count: 300))
         let seconds = Double((ContinuousClock.now - started).components.seconds) + 1
         let lines = capture.count(peer: "alice")
         #expect(lines <= 20 + Int(2 * seconds) + 1, "\(lines) log lines for 300 requests in about \(seconds) s")

@@ -40,6 +40,24 @@ final class RawLineClient: @unchecked Sendable {
         return try await promise.futureResult.get()
     }
 
+    /// Sends every line in one write and returns the first line of each answer, in order: the
+    /// tracker reads them back to back, however slowly this test is scheduled.
+    func exchange(all lines: [String]) async throws -> [String] {
+        let promises = try await channel.eventLoop.submit { [collector, channel] () -> [EventLoopPromise<String>] in
+            let promises = lines.map { _ in channel.eventLoop.makePromise(of: String.self) }
+            guard channel.isActive else {
+                for promise in promises { promise.fail(WireError.closed) }
+                return promises
+            }
+            collector.waiting.append(contentsOf: promises)
+            channel.writeAndFlush(channel.allocator.buffer(string: lines.map { $0 + "\n" }.joined()), promise: nil)
+            return promises
+        }.get()
+        var answers: [String] = []
+        for promise in promises { answers.append(try await promise.futureResult.get()) }
+        return answers
+    }
+
     deinit {
         channel.close(promise: nil)
     }
