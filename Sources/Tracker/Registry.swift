@@ -12,19 +12,16 @@ public enum RegistryOutcome: Equatable, Sendable {
 
 /// Which peers hold which file, in memory and durable in `seeders.txt`.
 ///
-/// `seeders.txt` is a journal: every change is one appended line, fsynced before the request is
-/// answered, so an answered share survives `kill -9`. On start the journal is replayed (a torn
-/// last line, from a crash in mid-append, was never answered and is ignored) and rewritten
-/// compactly through a temporary file, fsync and rename. Lines:
+/// A certificate is a holder of a file at most once, keyed by its fingerprint, at the address its
+/// connection came from with the port it announced; a new share from it moves it.
 ///
-///     share <root> <size> <host:port> <peer> <fingerprint> <file name>
-///     remove <root> <host:port> <peer>
-///     withdraw <root>
-///     allow <root>
-///     leave <host:port> <peer>
+/// `seeders.txt` is a journal: every change is one appended line (``JournalLine``), fsynced before
+/// the request is answered, so an answered share survives `kill -9`. On start the journal is
+/// replayed (a torn last line, from a crash in mid-append, was never answered and is ignored) and
+/// rewritten compactly through a temporary file, fsync and rename.
 public final class Registry: Sendable {
     struct Holder: Sendable {
-        let address: String
+        var address: String
         let name: String
         let fingerprint: String
         var lastSeen: Date
@@ -35,16 +32,72 @@ public final class Registry: Sendable {
         let name: String
         /// The peer that first shared the file: it (or an admin) may withdraw it.
         let owner: String
+        /// Keyed by certificate fingerprint.
         var holders: [String: Holder] = [:]
         var withdrawn = false
     }
 
     private struct State: Sendable {
         var files: [FileID: Entry] = [:]
-        var journal: AppendLog
+        /// The files each certificate (by fingerprint) holds.
+        var holdings: [String: Set<FileID>] = [:]
+        var holderCount = 0
+
+        mutating func add(_ holder: Holder, to file: FileID) {
+            if files[file]!.holders.updateValue(holder, forKey: holder.fingerprint) == nil {
+                holdings[holder.fingerprint, default: []].insert(file)
+                holderCount += 1
+            }
+        }
+
+        mutating func dropHolder(_ fingerprint: String, of file: FileID) {
+            guard files[file]?.holders.removeValue(forKey: fingerprint) != nil else { return }
+            holdings[fingerprint]?.remove(file)
+            if holdings[fingerprint]?.isEmpty == true { holdings[fingerprint] = nil }
+            holderCount -= 1
+        }
+
+        mutating func withdraw(_ file: FileID) {
+            for fingerprint in files[file].map({ Array($0.holders.keys) }) ?? [] { dropHolder(fingerprint, of: file) }
+            files[file]?.withdrawn = true
+        }
+
+        /// The files `fingerprint` holds at `address`.
+        func files(of fingerprint: String, at address: String) -> [FileID] {
+            (holdings[fingerprint] ?? []).filter { files[$0]?.holders[fingerprint]?.address == address }
+        }
+
+        mutating func apply(_ line: JournalLine, now: Date) {
+            switch line {
+            case .share(let file, let size, let address, let name, let fingerprint, let fileName):
+                if files[file] == nil { files[file] = Entry(size: size, name: fileName, owner: name) }
+                add(Holder(address: address, name: name, fingerprint: fingerprint, lastSeen: now), to: file)
+            case .file(let file, let size, let owner, let fileName):
+                if files[file] == nil { files[file] = Entry(size: size, name: fileName, owner: owner) }
+            case .remove(let file, _, _, let fingerprint):
+                dropHolder(fingerprint, of: file)
+            case .legacyRemove(let file, let address, let name):
+                for holder in files[file].map({ Array($0.holders.values) }) ?? [] where holder.address == address && holder.name == name {
+                    dropHolder(holder.fingerprint, of: file)
+                }
+            case .withdraw(let file):
+                withdraw(file)
+            case .allow(let file):
+                files[file]?.withdrawn = false
+            case .leave(let address, _, let fingerprint):
+                for file in self.files(of: fingerprint, at: address) { dropHolder(fingerprint, of: file) }
+            case .legacyLeave(let address, let name):
+                for (file, entry) in files {
+                    for holder in entry.holders.values where holder.address == address && holder.name == name {
+                        dropHolder(holder.fingerprint, of: file)
+                    }
+                }
+            }
+        }
     }
 
     private let state: NIOLockedValueBox<State>
+    private let journal: AppendLog
     /// Holders silent for longer than this are dropped.
     public let timeToLive: TimeInterval
     public let path: String
@@ -54,21 +107,24 @@ public final class Registry: Sendable {
         try FileIO.makeFolder(folder, mode: 0o755)
         path = "\(folder)/seeders.txt"
         self.timeToLive = timeToLive
-        var files: [FileID: Entry] = [:]
+        var replayed = State()
         if FileIO.exists(path) {
             let text = try FileIO.readText(path, limit: 512 * 1024 * 1024)
             var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
             // The last element is empty when the file ends with a line feed; otherwise it is a torn line.
             lines.removeLast()
-            for line in lines { Self.replay(line, into: &files, now: now) }
+            for line in lines {
+                if let parsed = JournalLine(line) { replayed.apply(parsed, now: now) }
+            }
         }
-        try FileIO.replaceAtomically(path, bytes: Array(Self.snapshot(files).map { $0 + "\n" }.joined().utf8), mode: 0o644)
-        state = NIOLockedValueBox(State(files: files, journal: try AppendLog(path: path)))
+        try FileIO.replaceAtomically(path, bytes: Array(Self.snapshot(replayed.files).map { $0.text + "\n" }.joined().utf8), mode: 0o644)
+        state = NIOLockedValueBox(replayed)
+        journal = try AppendLog(path: path)
     }
 
     /// Number of files and of holder entries, for the start-up log line.
     public var counts: (files: Int, holders: Int) {
-        state.withLockedValue { state in (state.files.count, state.files.values.reduce(0) { $0 + $1.holders.count }) }
+        state.withLockedValue { state in (state.files.count, state.holderCount) }
     }
 
     public func share(file: FileID, size: UInt64, name: String, address: String, identity: VerifiedIdentity, now: Date = Date()) throws -> RegistryOutcome {
@@ -81,15 +137,15 @@ public final class Registry: Sendable {
                     return .refused(code: .invalidArguments, message: "\(file) is registered with size \(entry.size), not \(size)")
                 }
             }
-            try state.journal.append(["share \(file) \(size) \(address) \(identity.name) \(identity.fingerprint) \(name)"])
-            var entry = state.files[file] ?? Entry(size: size, name: name, owner: identity.name)
-            entry.holders[Self.key(address, identity.name)] = Holder(address: address, name: identity.name, fingerprint: identity.fingerprint, lastSeen: now)
-            state.files[file] = entry
+            let line = JournalLine.share(file: file, size: size, address: address, name: identity.name, fingerprint: identity.fingerprint, fileName: name)
+            try journal.append([line.text])
+            state.apply(line, now: now)
             return .done("shared \(file) from \(address)")
         }
     }
 
-    /// The live holders of a file, or a refusal saying why there are none.
+    /// The live holders of a file, or a refusal saying why there are none: a random sample of at
+    /// most ``TrackerResponse/maximumHolders``, so that no holder can push the others out.
     public func holders(of file: FileID, now: Date = Date()) -> TrackerResponse {
         state.withLockedValue { state in
             guard let entry = state.files[file], !entry.withdrawn else {
@@ -97,7 +153,7 @@ public final class Registry: Sendable {
             }
             let live = entry.holders.values
                 .filter { now.timeIntervalSince($0.lastSeen) <= timeToLive }
-                .sorted { $0.address < $1.address }
+                .shuffled()
                 .prefix(TrackerResponse.maximumHolders)
                 .map { HolderRecord(address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
             guard !live.isEmpty else { return .failure(code: .noSeeders, message: "no peer holding \(file) is online") }
@@ -108,23 +164,19 @@ public final class Registry: Sendable {
     /// Withdraws the caller's own entry, or — for the owner or an admin — the whole file.
     public func remove(file: FileID, address: String, identity: VerifiedIdentity, isAdmin: Bool) throws -> RegistryOutcome {
         try state.withLockedValue { state in
-            guard var entry = state.files[file], !entry.withdrawn else {
+            guard let entry = state.files[file], !entry.withdrawn else {
                 return .refused(code: .fileNotFound, message: "no peer shares \(file)")
             }
             if identity.name == entry.owner || isAdmin {
-                try state.journal.append(["withdraw \(file)"])
-                entry.withdrawn = true
-                entry.holders = [:]
-                state.files[file] = entry
+                try journal.append([JournalLine.withdraw(file: file).text])
+                state.withdraw(file)
                 return .done("withdrew \(file) from the network")
             }
-            let key = Self.key(address, identity.name)
-            guard entry.holders[key] != nil else {
+            guard let holder = entry.holders[identity.fingerprint] else {
                 return .refused(code: .accessDenied, message: "only the peer that first shared \(file) or an admin may withdraw it, and you hold no entry of it")
             }
-            try state.journal.append(["remove \(file) \(address) \(identity.name)"])
-            entry.holders[key] = nil
-            state.files[file] = entry
+            try journal.append([JournalLine.remove(file: file, address: holder.address, name: holder.name, fingerprint: holder.fingerprint).text])
+            state.dropHolder(holder.fingerprint, of: file)
             return .done("removed your entry for \(file)")
         }
     }
@@ -132,12 +184,11 @@ public final class Registry: Sendable {
     /// Lets a withdrawn file be shared again (admins only; the caller checks).
     public func allow(file: FileID) throws -> RegistryOutcome {
         try state.withLockedValue { state in
-            guard var entry = state.files[file], entry.withdrawn else {
+            guard let entry = state.files[file], entry.withdrawn else {
                 return .refused(code: .fileNotFound, message: "\(file) is not withdrawn")
             }
-            try state.journal.append(["allow \(file)"])
-            entry.withdrawn = false
-            state.files[file] = entry
+            try journal.append([JournalLine.allow(file: file).text])
+            state.apply(.allow(file: file), now: Date())
             return .done("\(file) may be shared again")
         }
     }
@@ -145,21 +196,18 @@ public final class Registry: Sendable {
     /// Marks every entry of the caller at `address` as seen now.
     public func heartbeat(address: String, identity: VerifiedIdentity, now: Date = Date()) -> RegistryOutcome {
         state.withLockedValue { state in
-            let key = Self.key(address, identity.name)
-            var refreshed = 0
-            for file in state.files.keys where state.files[file]!.holders[key] != nil {
-                state.files[file]!.holders[key]!.lastSeen = now
-                refreshed += 1
-            }
-            return .done("refreshed \(refreshed) entries")
+            let held = state.files(of: identity.fingerprint, at: address)
+            for file in held { state.files[file]!.holders[identity.fingerprint]!.lastSeen = now }
+            return .done("refreshed \(held.count) entries")
         }
     }
 
     /// Drops every entry of the caller at `address` at once.
     public func leave(address: String, identity: VerifiedIdentity) throws -> RegistryOutcome {
         try state.withLockedValue { state in
-            try state.journal.append(["leave \(address) \(identity.name)"])
-            Self.dropHolder(Self.key(address, identity.name), from: &state.files)
+            let line = JournalLine.leave(address: address, name: identity.name, fingerprint: identity.fingerprint)
+            try journal.append([line.text])
+            state.apply(line, now: Date())
             return .done("left")
         }
     }
@@ -168,64 +216,31 @@ public final class Registry: Sendable {
     @discardableResult
     public func expire(now: Date = Date()) throws -> Int {
         try state.withLockedValue { state in
-            var lines: [String] = []
+            var lines: [JournalLine] = []
             for (file, entry) in state.files {
-                for (key, holder) in entry.holders where now.timeIntervalSince(holder.lastSeen) > timeToLive {
-                    lines.append("remove \(file) \(holder.address) \(holder.name)")
-                    state.files[file]!.holders[key] = nil
+                for holder in entry.holders.values where now.timeIntervalSince(holder.lastSeen) > timeToLive {
+                    lines.append(.remove(file: file, address: holder.address, name: holder.name, fingerprint: holder.fingerprint))
                 }
             }
-            if !lines.isEmpty { try state.journal.append(lines) }
+            if !lines.isEmpty { try journal.append(lines.map(\.text)) }
+            for line in lines { state.apply(line, now: now) }
             return lines.count
         }
     }
 
-    private static func key(_ address: String, _ name: String) -> String { "\(address) \(name)" }
-
-    private static func dropHolder(_ key: String, from files: inout [FileID: Entry]) {
-        for file in files.keys { files[file]!.holders[key] = nil }
-    }
-
-    private static func replay(_ line: Substring, into files: inout [FileID: Entry], now: Date) {
-        let words = line.split(separator: " ", maxSplits: 6)
-        switch (words.first, words.count) {
-        case ("share"?, 7):
-            guard let file = FileID(hex: words[1]), let size = UInt64(words[2]) else { return }
-            var entry = files[file] ?? Entry(size: size, name: String(words[6]), owner: String(words[4]))
-            let holder = Holder(address: String(words[3]), name: String(words[4]), fingerprint: String(words[5]), lastSeen: now)
-            entry.holders[key(holder.address, holder.name)] = holder
-            files[file] = entry
-        case ("remove"?, 4):
-            guard let file = FileID(hex: words[1]) else { return }
-            files[file]?.holders[key(String(words[2]), String(words[3]))] = nil
-        case ("withdraw"?, 2):
-            guard let file = FileID(hex: words[1]) else { return }
-            files[file]?.withdrawn = true
-            files[file]?.holders = [:]
-        case ("allow"?, 2):
-            guard let file = FileID(hex: words[1]) else { return }
-            files[file]?.withdrawn = false
-        case ("leave"?, 3):
-            dropHolder(key(String(words[1]), String(words[2])), from: &files)
-        default:
-            return
-        }
-    }
-
-    /// The journal lines that rebuild `files`: for each file its owner's share first.
-    private static func snapshot(_ files: [FileID: Entry]) -> [String] {
-        var lines: [String] = []
+    /// The journal lines that rebuild `files`: for each file its owner's share first, or a `file`
+    /// line naming the owner when the owner holds no entry.
+    private static func snapshot(_ files: [FileID: Entry]) -> [JournalLine] {
+        var lines: [JournalLine] = []
         for (file, entry) in files.sorted(by: { $0.key.description < $1.key.description }) {
             let holders = entry.holders.values.sorted { ($0.name == entry.owner ? 0 : 1, $0.address) < ($1.name == entry.owner ? 0 : 1, $1.address) }
             if holders.first?.name != entry.owner {
-                // Keep ownership even when the owner holds no entry: a share line, then its removal.
-                lines.append("share \(file) \(entry.size) - \(entry.owner) - \(entry.name)")
-                lines.append("remove \(file) - \(entry.owner)")
+                lines.append(.file(file: file, size: entry.size, owner: entry.owner, fileName: entry.name))
             }
             for holder in holders {
-                lines.append("share \(file) \(entry.size) \(holder.address) \(holder.name) \(holder.fingerprint) \(entry.name)")
+                lines.append(.share(file: file, size: entry.size, address: holder.address, name: holder.name, fingerprint: holder.fingerprint, fileName: entry.name))
             }
-            if entry.withdrawn { lines.append("withdraw \(file)") }
+            if entry.withdrawn { lines.append(.withdraw(file: file)) }
         }
         return lines
     }

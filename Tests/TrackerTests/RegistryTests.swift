@@ -49,6 +49,87 @@ import Wire
         }
     }
 
+    @Test func oneCertificateIsOneHolderAtTheAddressItLastAnnounced() throws {
+        let folder = TemporaryFolder()
+        do {
+            let registry = try Registry(folder: folder.path, timeToLive: 300)
+            for port in 1...300 {
+                _ = try registry.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:\(port)", identity: alice)
+            }
+            guard case .holders(_, _, let holders) = registry.holders(of: fileA) else {
+                Issue.record("no holders")
+                return
+            }
+            #expect(holders.map(\.address) == ["127.0.0.1:300"])
+            #expect(registry.counts.holders == 1)
+        }
+        let reopened = try Registry(folder: folder.path, timeToLive: 300)
+        guard case .holders(_, _, let holders) = reopened.holders(of: fileA) else {
+            Issue.record("no holders after a restart")
+            return
+        }
+        #expect(holders.map(\.address) == ["127.0.0.1:300"])
+    }
+
+    @Test func aCertificateFloodingPortsNeverPushesAnotherHolderOut() throws {
+        let folder = TemporaryFolder()
+        let registry = try Registry(folder: folder.path, timeToLive: 300)
+        _ = try registry.share(file: fileA, size: 5, name: "a", address: "127.0.0.9:1", identity: bob)
+        for port in 1...300 {
+            _ = try registry.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:\(port)", identity: alice)
+        }
+        for _ in 0..<20 {
+            guard case .holders(_, _, let holders) = registry.holders(of: fileA) else {
+                Issue.record("no holders")
+                return
+            }
+            #expect(holders.contains { $0.name == "bob" })
+        }
+    }
+
+    @Test func manyHoldersAreAnsweredAsARandomSampleUpToTheCap() throws {
+        let folder = TemporaryFolder()
+        let registry = try Registry(folder: folder.path, timeToLive: 300)
+        let count = TrackerResponse.maximumHolders + 50
+        for index in 0..<count {
+            let peer = VerifiedIdentity(name: "p\(index)", role: .peer, groups: [], fingerprint: String(format: "%064x", index), serial: "\(index)")
+            _ = try registry.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:\(index + 1)", identity: peer)
+        }
+        var seen = Set<String>()
+        for _ in 0..<30 {
+            guard case .holders(_, _, let holders) = registry.holders(of: fileA) else {
+                Issue.record("no holders")
+                return
+            }
+            #expect(holders.count == TrackerResponse.maximumHolders)
+            seen.formUnion(holders.map(\.name))
+        }
+        #expect(seen.count > TrackerResponse.maximumHolders)
+    }
+
+    @Test func journalLinesOfTheEarlierFormatAreStillRead() throws {
+        let folder = TemporaryFolder()
+        let path = folder.file("seeders.txt")
+        try FileIO.makeFolder(folder.path, mode: 0o755)
+        try """
+            share \(fileA) 5 127.0.0.1:1 alice \(alice.fingerprint) a
+            share \(fileA) 5 127.0.0.1:2 bob \(bob.fingerprint) a
+            share \(fileB) 6 127.0.0.1:1 alice \(alice.fingerprint) b
+            share \(fileB) 6 127.0.0.1:2 bob \(bob.fingerprint) b
+            remove \(fileA) 127.0.0.1:2 bob
+            leave 127.0.0.1:1 alice
+
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let registry = try Registry(folder: folder.path, timeToLive: 300)
+        #expect(registry.holders(of: fileA) == .failure(code: .noSeeders, message: "no peer holding \(fileA) is online"))
+        guard case .holders(_, _, let holders) = registry.holders(of: fileB) else {
+            Issue.record("bob's entry of b was lost")
+            return
+        }
+        #expect(holders.map(\.name) == ["bob"])
+        #expect(try registry.remove(file: fileA, address: "127.0.0.1:1", identity: alice, isAdmin: false) == .done("withdrew \(fileA) from the network"))
+    }
+
     @Test func aShareWithAnotherSizeIsRefused() throws {
         let folder = TemporaryFolder()
         let registry = try Registry(folder: folder.path, timeToLive: 300)

@@ -71,4 +71,18 @@ import Wire
         try await honestPeerIsServed(fixture)
         try await channel.close()
     }
+
+    @Test func anInsiderAnnouncingOneFileAtManyPortsIsOneHolder() async throws {
+        let fixture = try TrackerFixture()
+        let insider = try RawLineClient(fixture: fixture, name: "alice")
+        for port in 1...300 {
+            #expect(try await insider.exchange("SHARE \(fileA) 10 \(port) a").hasPrefix("OK"))
+        }
+        #expect(try await fixture.client("bob").send(.share(file: fileA, size: 10, port: 7000, name: "a")) == .ok("shared \(fileA) from 127.0.0.1:7000"))
+        guard case .holders(_, _, let holders) = try await fixture.client("carol").send(.get(file: fileA)) else {
+            Issue.record("the file has no holders")
+            return
+        }
+        #expect(holders.map(\.address).sorted() == ["127.0.0.1:300", "127.0.0.1:7000"])
+    }
 }
