@@ -13,7 +13,9 @@ public enum RegistryOutcome: Equatable, Sendable {
 /// Which peers hold which file, in memory and durable in `seeders.txt`.
 ///
 /// A certificate is a holder of a file at most once, keyed by its fingerprint, at the address its
-/// connection came from with the port it announced; a new share from it moves it.
+/// connection came from with the port it announced; a new share from it moves it. One certificate
+/// holds at most ``maximumFilesPerPeer`` files, and a file nobody holds is forgotten after the time
+/// to live (a withdrawn file stays withdrawn), so one party cannot fill the registry or the journal.
 ///
 /// `seeders.txt` is a journal: every change is one appended line (``JournalLine``), fsynced before
 /// the request is answered, so an answered share survives `kill -9`. On start the journal is
@@ -35,6 +37,8 @@ public final class Registry: Sendable {
         /// Keyed by certificate fingerprint.
         var holders: [String: Holder] = [:]
         var withdrawn = false
+        /// When the last holder went; a file nobody holds for the time to live is forgotten.
+        var vacantSince: Date?
     }
 
     private struct State: Sendable {
@@ -44,21 +48,23 @@ public final class Registry: Sendable {
         var holderCount = 0
 
         mutating func add(_ holder: Holder, to file: FileID) {
+            files[file]!.vacantSince = nil
             if files[file]!.holders.updateValue(holder, forKey: holder.fingerprint) == nil {
                 holdings[holder.fingerprint, default: []].insert(file)
                 holderCount += 1
             }
         }
 
-        mutating func dropHolder(_ fingerprint: String, of file: FileID) {
+        mutating func dropHolder(_ fingerprint: String, of file: FileID, now: Date) {
             guard files[file]?.holders.removeValue(forKey: fingerprint) != nil else { return }
+            if files[file]!.holders.isEmpty { files[file]!.vacantSince = now }
             holdings[fingerprint]?.remove(file)
             if holdings[fingerprint]?.isEmpty == true { holdings[fingerprint] = nil }
             holderCount -= 1
         }
 
-        mutating func withdraw(_ file: FileID) {
-            for fingerprint in files[file].map({ Array($0.holders.keys) }) ?? [] { dropHolder(fingerprint, of: file) }
+        mutating func withdraw(_ file: FileID, now: Date) {
+            for fingerprint in files[file].map({ Array($0.holders.keys) }) ?? [] { dropHolder(fingerprint, of: file, now: now) }
             files[file]?.withdrawn = true
         }
 
@@ -73,23 +79,23 @@ public final class Registry: Sendable {
                 if files[file] == nil { files[file] = Entry(size: size, name: fileName, owner: name) }
                 add(Holder(address: address, name: name, fingerprint: fingerprint, lastSeen: now), to: file)
             case .file(let file, let size, let owner, let fileName):
-                if files[file] == nil { files[file] = Entry(size: size, name: fileName, owner: owner) }
+                if files[file] == nil { files[file] = Entry(size: size, name: fileName, owner: owner, vacantSince: now) }
             case .remove(let file, _, _, let fingerprint):
-                dropHolder(fingerprint, of: file)
+                dropHolder(fingerprint, of: file, now: now)
             case .legacyRemove(let file, let address, let name):
                 for holder in files[file].map({ Array($0.holders.values) }) ?? [] where holder.address == address && holder.name == name {
-                    dropHolder(holder.fingerprint, of: file)
+                    dropHolder(holder.fingerprint, of: file, now: now)
                 }
             case .withdraw(let file):
-                withdraw(file)
+                withdraw(file, now: now)
             case .allow(let file):
                 files[file]?.withdrawn = false
             case .leave(let address, _, let fingerprint):
-                for file in self.files(of: fingerprint, at: address) { dropHolder(fingerprint, of: file) }
+                for file in self.files(of: fingerprint, at: address) { dropHolder(fingerprint, of: file, now: now) }
             case .legacyLeave(let address, let name):
                 for (file, entry) in files {
                     for holder in entry.holders.values where holder.address == address && holder.name == name {
-                        dropHolder(holder.fingerprint, of: file)
+                        dropHolder(holder.fingerprint, of: file, now: now)
                     }
                 }
             }
@@ -98,15 +104,18 @@ public final class Registry: Sendable {
 
     private let state: NIOLockedValueBox<State>
     private let journal: AppendLog
-    /// Holders silent for longer than this are dropped.
+    /// Holders silent for longer than this are dropped, and files nobody holds for as long are forgotten.
     public let timeToLive: TimeInterval
+    /// Most files one certificate may hold.
+    public let maximumFilesPerPeer: Int
     public let path: String
 
     /// Opens (creating if needed) the registry kept in `folder/seeders.txt`.
-    public init(folder: String, timeToLive: TimeInterval, now: Date = Date()) throws {
+    public init(folder: String, timeToLive: TimeInterval, maximumFilesPerPeer: Int = 10_000, now: Date = Date()) throws {
         try FileIO.makeFolder(folder, mode: 0o755)
         path = "\(folder)/seeders.txt"
         self.timeToLive = timeToLive
+        self.maximumFilesPerPeer = maximumFilesPerPeer
         var replayed = State()
         if FileIO.exists(path) {
             let text = try FileIO.readText(path, limit: 512 * 1024 * 1024)
@@ -137,6 +146,9 @@ public final class Registry: Sendable {
                     return .refused(code: .invalidArguments, message: "\(file) is registered with size \(entry.size), not \(size)")
                 }
             }
+            if state.files[file]?.holders[identity.fingerprint] == nil, state.holdings[identity.fingerprint, default: []].count >= maximumFilesPerPeer {
+                return .refused(code: .quota, message: "this certificate holds \(maximumFilesPerPeer) files already, the most this tracker allows; remove some first")
+            }
             let line = JournalLine.share(file: file, size: size, address: address, name: identity.name, fingerprint: identity.fingerprint, fileName: name)
             try journal.append([line.text])
             state.apply(line, now: now)
@@ -162,21 +174,21 @@ public final class Registry: Sendable {
     }
 
     /// Withdraws the caller's own entry, or — for the owner or an admin — the whole file.
-    public func remove(file: FileID, address: String, identity: VerifiedIdentity, isAdmin: Bool) throws -> RegistryOutcome {
+    public func remove(file: FileID, address: String, identity: VerifiedIdentity, isAdmin: Bool, now: Date = Date()) throws -> RegistryOutcome {
         try state.withLockedValue { state in
             guard let entry = state.files[file], !entry.withdrawn else {
                 return .refused(code: .fileNotFound, message: "no peer shares \(file)")
             }
             if identity.name == entry.owner || isAdmin {
                 try journal.append([JournalLine.withdraw(file: file).text])
-                state.withdraw(file)
+                state.withdraw(file, now: now)
                 return .done("withdrew \(file) from the network")
             }
             guard let holder = entry.holders[identity.fingerprint] else {
                 return .refused(code: .accessDenied, message: "only the peer that first shared \(file) or an admin may withdraw it, and you hold no entry of it")
             }
             try journal.append([JournalLine.remove(file: file, address: holder.address, name: holder.name, fingerprint: holder.fingerprint).text])
-            state.dropHolder(holder.fingerprint, of: file)
+            state.dropHolder(holder.fingerprint, of: file, now: now)
             return .done("removed your entry for \(file)")
         }
     }
@@ -203,16 +215,18 @@ public final class Registry: Sendable {
     }
 
     /// Drops every entry of the caller at `address` at once.
-    public func leave(address: String, identity: VerifiedIdentity) throws -> RegistryOutcome {
+    public func leave(address: String, identity: VerifiedIdentity, now: Date = Date()) throws -> RegistryOutcome {
         try state.withLockedValue { state in
             let line = JournalLine.leave(address: address, name: identity.name, fingerprint: identity.fingerprint)
             try journal.append([line.text])
-            state.apply(line, now: Date())
+            state.apply(line, now: now)
             return .done("left")
         }
     }
 
-    /// Drops holders silent for longer than the time to live; returns how many.
+    /// Drops holders silent for longer than the time to live and forgets files nobody held for as
+    /// long (no journal line: a replay brings such a file back without holders, to be forgotten
+    /// again); returns how many holders were dropped.
     @discardableResult
     public func expire(now: Date = Date()) throws -> Int {
         try state.withLockedValue { state in
@@ -224,6 +238,9 @@ public final class Registry: Sendable {
             }
             if !lines.isEmpty { try journal.append(lines.map(\.text)) }
             for line in lines { state.apply(line, now: now) }
+            for (file, entry) in state.files where !entry.withdrawn && entry.holders.isEmpty {
+                if let vacantSince = entry.vacantSince, now.timeIntervalSince(vacantSince) > timeToLive { state.files[file] = nil }
+            }
             return lines.count
         }
     }

@@ -47,6 +47,8 @@ public enum FailureCode: String, CaseIterable, Sendable, CustomStringConvertible
     case tooManyRequests = "TOO_MANY_REQUESTS"
     /// The file was withdrawn from the network; an admin must allow it again.
     case withdrawn = "WITHDRAWN"
+    /// A per-certificate quota is used up (for example the files one certificate may hold).
+    case quota = "QUOTA"
     /// The tracker could not record a change.
     case trackerError = "TRACKER_ERROR"
 

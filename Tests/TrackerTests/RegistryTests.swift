@@ -130,6 +130,43 @@ import Wire
         #expect(try registry.remove(file: fileA, address: "127.0.0.1:1", identity: alice, isAdmin: false) == .done("withdrew \(fileA) from the network"))
     }
 
+    @Test func oneCertificateHoldsAtMostItsQuotaOfFiles() throws {
+        let folder = TemporaryFolder()
+        let registry = try Registry(folder: folder.path, timeToLive: 300, maximumFilesPerPeer: 2)
+        #expect(try registry.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:1", identity: alice) == .done("shared \(fileA) from 127.0.0.1:1"))
+        #expect(try registry.share(file: fileB, size: 5, name: "b", address: "127.0.0.1:1", identity: alice) == .done("shared \(fileB) from 127.0.0.1:1"))
+        let fileC = FileID(hex: String(repeating: "c3", count: 32))!
+        guard case .refused(.quota, _) = try registry.share(file: fileC, size: 5, name: "c", address: "127.0.0.1:1", identity: alice) else {
+            Issue.record("a share over the quota was accepted")
+            return
+        }
+        #expect(try registry.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:2", identity: alice) == .done("shared \(fileA) from 127.0.0.1:2"))
+        #expect(try registry.share(file: fileC, size: 5, name: "c", address: "127.0.0.1:3", identity: bob) == .done("shared \(fileC) from 127.0.0.1:3"))
+        _ = try registry.leave(address: "127.0.0.1:2", identity: alice)
+        #expect(try registry.share(file: fileC, size: 5, name: "c", address: "127.0.0.1:1", identity: alice) == .done("shared \(fileC) from 127.0.0.1:1"))
+    }
+
+    @Test func aFileNobodyHoldsIsForgottenAfterTheTimeToLiveButAWithdrawalStays() throws {
+        let folder = TemporaryFolder()
+        let start = Date()
+        let registry = try Registry(folder: folder.path, timeToLive: 60, now: start)
+        _ = try registry.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:1", identity: alice, now: start)
+        _ = try registry.share(file: fileB, size: 5, name: "b", address: "127.0.0.1:1", identity: alice, now: start)
+        _ = try registry.leave(address: "127.0.0.1:1", identity: alice, now: start)
+        _ = try registry.share(file: fileB, size: 5, name: "b", address: "127.0.0.1:1", identity: alice, now: start)
+        _ = try registry.remove(file: fileB, address: "127.0.0.1:1", identity: alice, isAdmin: false, now: start)
+        try registry.expire(now: start + 30)
+        #expect(registry.counts.files == 2)
+        try registry.expire(now: start + 61)
+        #expect(registry.counts.files == 1)
+        #expect(registry.holders(of: fileA, now: start + 61) == .failure(code: .fileNotFound, message: "no peer shares \(fileA)"))
+        #expect(try registry.share(file: fileA, size: 7, name: "other", address: "127.0.0.1:2", identity: bob, now: start + 61) == .done("shared \(fileA) from 127.0.0.1:2"))
+        guard case .refused(.withdrawn, _) = try registry.share(file: fileB, size: 5, name: "b", address: "127.0.0.1:2", identity: bob, now: start + 61) else {
+            Issue.record("a withdrawn file was forgotten")
+            return
+        }
+    }
+
     @Test func aShareWithAnotherSizeIsRefused() throws {
         let folder = TemporaryFolder()
         let registry = try Registry(folder: folder.path, timeToLive: 300)

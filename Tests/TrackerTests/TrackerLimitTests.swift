@@ -85,4 +85,18 @@ import Wire
         }
         #expect(holders.map(\.address).sorted() == ["127.0.0.1:300", "127.0.0.1:7000"])
     }
+
+    @Test func anInsiderSharingMoreFilesThanItsQuotaIsRefusedAndOthersAreServed() async throws {
+        let fixture = try TrackerFixture { $0.maximumFilesPerPeer = 5 }
+        let insider = try RawLineClient(fixture: fixture, name: "alice")
+        for index in 0..<5 {
+            #expect(try await insider.exchange("SHARE \(String(format: "%064x", index)) 10 6001 f").hasPrefix("OK"))
+        }
+        #expect(try await insider.exchange("SHARE \(String(format: "%064x", 5)) 10 6001 f").hasPrefix("ERR QUOTA"))
+        #expect(try await fixture.client("bob").send(.share(file: fileA, size: 10, port: 7000, name: "a")) == .ok("shared \(fileA) from 127.0.0.1:7000"))
+        guard case .holders = try await fixture.client("carol").send(.get(file: fileA)) else {
+            Issue.record("the honest share is not listed")
+            return
+        }
+    }
 }
