@@ -22,20 +22,23 @@ enum JournalLine: Equatable {
     /// `leave <host:port> <peer>` (older form)
     case legacyLeave(address: String, name: String)
 
+    /// Longest line a journal holds: a request line plus the peer's name and fingerprint.
+    static let maximumLength = 4096
+
     /// Parses one line (without its line feed); nil if it is not a well-formed journal line.
     init?(_ line: Substring) {
         let words = line.split(separator: " ", maxSplits: 6, omittingEmptySubsequences: false)
         guard let verb = words.first else { return nil }
         switch (verb, words.count) {
         case ("share", 7):
-            guard let file = FileID(hex: words[1]), let size = UInt64(words[2]) else { return nil }
+            guard let file = FileID(hex: words[1]), let size = UInt64(words[2]), Self.isFingerprint(words[5]), !words[6].isEmpty else { return nil }
             self = .share(file: file, size: size, address: String(words[3]), name: String(words[4]), fingerprint: String(words[5]), fileName: String(words[6]))
         case ("file", 5...):
             let words = line.split(separator: " ", maxSplits: 4, omittingEmptySubsequences: false)
             guard let file = FileID(hex: words[1]), let size = UInt64(words[2]) else { return nil }
             self = .file(file: file, size: size, owner: String(words[3]), fileName: String(words[4]))
         case ("remove", 5):
-            guard let file = FileID(hex: words[1]) else { return nil }
+            guard let file = FileID(hex: words[1]), Self.isFingerprint(words[4]) else { return nil }
             self = .remove(file: file, address: String(words[2]), name: String(words[3]), fingerprint: String(words[4]))
         case ("remove", 4):
             guard let file = FileID(hex: words[1]) else { return nil }
@@ -47,12 +50,18 @@ enum JournalLine: Equatable {
             guard let file = FileID(hex: words[1]) else { return nil }
             self = .allow(file: file)
         case ("leave", 4):
+            guard Self.isFingerprint(words[3]) else { return nil }
             self = .leave(address: String(words[1]), name: String(words[2]), fingerprint: String(words[3]))
         case ("leave", 3):
             self = .legacyLeave(address: String(words[1]), name: String(words[2]))
         default:
             return nil
         }
+    }
+
+    /// 64 lowercase hex digits, or `-` (an ownership-only line of the earlier format).
+    private static func isFingerprint(_ word: Substring) -> Bool {
+        word == "-" || (word.utf8.count == 64 && word.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) })
     }
 
     /// The line as written to the journal, without its line feed.

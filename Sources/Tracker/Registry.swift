@@ -110,25 +110,26 @@ public final class Registry: Sendable {
     public let maximumFilesPerPeer: Int
     public let path: String
 
-    /// Opens (creating if needed) the registry kept in `folder/seeders.txt`.
-    public init(folder: String, timeToLive: TimeInterval, maximumFilesPerPeer: Int = 10_000, now: Date = Date()) throws {
+    /// Opens (creating if needed) the registry kept in `folder/seeders.txt`; `journalWrite` replaces
+    /// the system's `write(2)` for the journal when a test injects failures.
+    public init(
+        folder: String, timeToLive: TimeInterval, maximumFilesPerPeer: Int = 10_000, now: Date = Date(), journalWrite: AppendLog.Write? = nil
+    ) throws {
         try FileIO.makeFolder(folder, mode: 0o755)
         path = "\(folder)/seeders.txt"
         self.timeToLive = timeToLive
         self.maximumFilesPerPeer = maximumFilesPerPeer
         var replayed = State()
         if FileIO.exists(path) {
-            let text = try FileIO.readText(path, limit: 512 * 1024 * 1024)
-            var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-            // The last element is empty when the file ends with a line feed; otherwise it is a torn line.
-            lines.removeLast()
-            for line in lines {
-                if let parsed = JournalLine(line) { replayed.apply(parsed, now: now) }
+            // A torn last line, after the last line feed, was never answered: it is not replayed.
+            _ = try FileIO.forEachLine(path, maximumLineLength: JournalLine.maximumLength) { [path] line, number in
+                guard let parsed = JournalLine(line) else { throw JournalError(path: path, line: number, text: String(line)) }
+                replayed.apply(parsed, now: now)
             }
         }
         try FileIO.replaceAtomically(path, bytes: Array(Self.snapshot(replayed.files).map { $0.text + "\n" }.joined().utf8), mode: 0o644)
         state = NIOLockedValueBox(replayed)
-        journal = try AppendLog(path: path)
+        journal = try AppendLog(path: path, write: journalWrite)
     }
 
     /// Number of files and of holder entries, for the start-up log line.
@@ -260,5 +261,18 @@ public final class Registry: Sendable {
             if entry.withdrawn { lines.append(.withdraw(file: file)) }
         }
         return lines
+    }
+}
+
+/// A `seeders.txt` the tracker refuses to start from: a damaged line before the end, which a crash
+/// alone cannot leave there.
+public struct JournalError: Error, CustomStringConvertible {
+    public let path: String
+    /// The number of the damaged line, from 1.
+    public let line: Int
+    public let text: String
+
+    public var description: String {
+        "\(path) line \(line) is not a journal line (torn or altered): '\(text.prefix(80))'; repair or remove that line, or restore the file from a backup"
     }
 }

@@ -2,7 +2,7 @@ import FileIO
 import Foundation
 @testable import PKI
 import PKITesting
-import Tracker
+@testable import Tracker
 import Testing
 import Wire
 
@@ -167,6 +167,38 @@ import Wire
         }
     }
 
+    @Test func aTornLineBeforeTheEndIsRefusedWithItsNumber() throws {
+        let folder = TemporaryFolder()
+        try FileIO.makeFolder(folder.path, mode: 0o755)
+        let torn = "share \(fileB) 6 127.0.0.1:2 bob \(bob.fingerprint) b"
+        try """
+            share \(fileA) 5 127.0.0.1:1 alice \(alice.fingerprint) a
+            \(torn.prefix(40))share \(fileB) 6 127.0.0.1:1 alice \(alice.fingerprint) b
+            remove \(fileA) 127.0.0.1:1 alice \(alice.fingerprint)
+
+            """.write(toFile: folder.file("seeders.txt"), atomically: true, encoding: .utf8)
+        let error = #expect(throws: JournalError.self) { try Registry(folder: folder.path, timeToLive: 300) }
+        #expect(error?.line == 2)
+        #expect(error?.description.contains("line 2") == true)
+    }
+
+    @Test func aFailedAppendIsCutBackAndNeverComesBack() async throws {
+        let folder = TemporaryFolder()
+        let failing = FailingWrites()
+        do {
+            let registry = try Registry(folder: folder.path, timeToLive: 300, journalWrite: failing.write)
+            _ = try registry.share(file: fileA, size: 5, name: "a", address: "127.0.0.1:1", identity: alice)
+            failing.failNext()
+            #expect(throws: FileIOError.self) { try registry.share(file: fileB, size: 6, name: "b", address: "127.0.0.1:1", identity: alice) }
+            #expect(registry.holders(of: fileB) == .failure(code: .fileNotFound, message: "no peer shares \(fileB)"))
+            let fileC = FileID(hex: String(repeating: "c3", count: 32))!
+            _ = try registry.share(file: fileC, size: 7, name: "c", address: "127.0.0.1:1", identity: alice)
+        }
+        let reopened = try Registry(folder: folder.path, timeToLive: 300)
+        #expect(reopened.counts.files == 2)
+        #expect(reopened.holders(of: fileB) == .failure(code: .fileNotFound, message: "no peer shares \(fileB)"))
+    }
+
     @Test func aShareWithAnotherSizeIsRefused() throws {
         let folder = TemporaryFolder()
         let registry = try Registry(folder: folder.path, timeToLive: 300)
@@ -209,5 +241,26 @@ import Wire
         #expect(throws: ConfigurationError.self) { try AccessControlList(text: "allow get any\n\(rule)\n", source: "acl") }
         let error = try? #require(throws: ConfigurationError.self) { try AccessControlList(text: "allow get any\n\(rule)\n", source: "acl") }
         #expect(error?.line == 2)
+    }
+}
+
+/// A journal writer that, when told, writes half of the next append and then fails as a full disk does.
+final class FailingWrites: @unchecked Sendable {
+    private let lock = NSLock()
+    private var failing = false
+
+    func failNext() { lock.withLock { failing = true } }
+
+    var write: AppendLog.Write {
+        { [self] fd, buffer in
+            let fail = lock.withLock { () -> Bool in
+                defer { failing = false }
+                return failing
+            }
+            guard fail else { return Foundation.write(fd, buffer.baseAddress, buffer.count) }
+            _ = Foundation.write(fd, buffer.baseAddress, buffer.count / 2)
+            errno = ENOSPC
+            return -1
+        }
     }
 }
