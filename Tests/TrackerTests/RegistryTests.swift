@@ -231,6 +231,88 @@ import Wire
         #expect(try registry.remove(file: fileA, address: "127.0.0.1:1", identity: alice, isAdmin: false) == .done("withdrew \(fileA) from the network"))
         #expect(try String(contentsOfFile: path, encoding: .utf8).hasPrefix("claim \(fileA) 5 alice \(alice.fingerprint) a b\n"))
     }
+
+    @Test func claimsHoldersAndWithdrawalsSurviveARestartLineForLine() throws {
+        let folder = TemporaryFolder()
+        let carol = VerifiedIdentity(name: "carol", role: .peer, groups: [], fingerprint: String(repeating: "3", count: 64), serial: "03")
+        do {
+            let registry = try Registry(folder: folder.path, timeToLive: 300)
+            _ = try registry.share(file: fileA, size: 5, name: "a b", signer: alice, address: "127.0.0.1:1", identity: alice)
+            _ = try registry.share(file: fileA, size: 6, name: "squat", signer: bob, address: "127.0.0.1:2", identity: bob)
+            _ = try registry.share(file: fileA, size: 6, name: "squat", signer: bob, address: "127.0.0.1:3", identity: carol)
+            // carol moves under alice's claim: still one entry of hers.
+            _ = try registry.share(file: fileA, size: 5, name: "a b", signer: alice, address: "127.0.0.1:4", identity: carol)
+            #expect(try registry.remove(file: fileA, address: "127.0.0.1:2", identity: bob, isAdmin: false) == .done("withdrew \(fileA) from the network"))
+            _ = try registry.share(file: fileB, size: 7, name: "b", signer: bob, address: "127.0.0.1:2", identity: bob)
+            #expect(try registry.remove(file: fileB, address: "127.0.0.1:9", identity: carol, isAdmin: true) == .done("withdrew \(fileB) from the network"))
+        }
+        let reopened = try Registry(folder: folder.path, timeToLive: 300)
+        // The compacted journal: claims, their holders (by fingerprint, under their signer), withdrawals.
+        #expect(try String(contentsOfFile: folder.file("seeders.txt"), encoding: .utf8).split(separator: "\n") == [
+            "claim \(fileA) 5 alice \(alice.fingerprint) a b",
+            "claim \(fileA) 6 bob \(bob.fingerprint) squat",
+            "hold \(fileA) alice 127.0.0.1:1 alice \(alice.fingerprint)",
+            "hold \(fileA) alice 127.0.0.1:4 carol \(carol.fingerprint)",
+            "withdraw \(fileA) bob",
+            "claim \(fileB) 7 bob \(bob.fingerprint) b",
+            "withdraw \(fileB)",
+        ])
+        #expect(reopened.counts.holders == 2)
+        guard case .holders(5, "a b", let holders) = reopened.holders(of: fileA) else {
+            Issue.record("alice's claim was lost")
+            return
+        }
+        #expect(holders.map(\.name).sorted() == ["alice", "carol"])
+        guard case .refused(.withdrawn, _) = try reopened.share(file: fileA, size: 6, name: "squat", signer: bob, address: "127.0.0.1:2", identity: bob),
+              case .refused(.withdrawn, _) = try reopened.share(file: fileB, size: 7, name: "b", signer: bob, address: "127.0.0.1:2", identity: bob) else {
+            Issue.record("a withdrawal was lost across a restart")
+            return
+        }
+    }
+
+    @Test(arguments: [
+        "claim \(fileA) 5 alice \(String(repeating: "1", count: 64))",
+        "claim \(fileA) 5 alice 1111 a",
+        "hold \(fileA) alice 127.0.0.1:1 alice",
+        "hold \(fileA) alice 127.0.0.1:1  alice \(String(repeating: "1", count: 64))",
+        "withdraw \(fileA) alice extra",
+        "leave 127.0.0.1:1 alice \(String(repeating: "1", count: 64)) extra",
+    ])
+    func aMalformedLineOfTheMergedFormIsRefusedWithItsNumber(line: String) throws {
+        let folder = TemporaryFolder()
+        try FileIO.makeFolder(folder.path, mode: 0o755)
+        try "claim \(fileA) 5 alice \(alice.fingerprint) a\n\(line)\nallow \(fileA)\n".write(toFile: folder.file("seeders.txt"), atomically: true, encoding: .utf8)
+        let error = #expect(throws: JournalError.self) { try Registry(folder: folder.path, timeToLive: 300) }
+        #expect(error?.line == 2)
+    }
+
+    @Test func theOwnershipLinesOfTheFirstFormatKeepTheClaimWithoutAHolder() throws {
+        let folder = TemporaryFolder()
+        try FileIO.makeFolder(folder.path, mode: 0o755)
+        try """
+            share \(fileA) 5 - alice - a
+            remove \(fileA) - alice
+            share \(fileA) 5 127.0.0.1:2 bob \(bob.fingerprint) a
+
+            """.write(toFile: folder.file("seeders.txt"), atomically: true, encoding: .utf8)
+        let registry = try Registry(folder: folder.path, timeToLive: 300)
+        #expect(registry.counts.holders == 1)
+        #expect(try registry.remove(file: fileA, address: "127.0.0.1:1", identity: alice, isAdmin: false) == .done("withdrew \(fileA) from the network"))
+        #expect(registry.holders(of: fileA) == .failure(code: .fileNotFound, message: "no peer shares \(fileA)"))
+    }
+
+    @Test func theFilesQuotaCountsHoldingsUnderEverySigner() throws {
+        let folder = TemporaryFolder()
+        let registry = try Registry(folder: folder.path, timeToLive: 300, maximumFilesPerPeer: 1)
+        #expect(try registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:1", identity: alice) == .done("shared \(fileA) from 127.0.0.1:1"))
+        // Moving to another signer's claim of the same root is no new file.
+        #expect(try registry.share(file: fileA, size: 6, name: "a", signer: bob, address: "127.0.0.1:1", identity: alice) == .done("shared \(fileA) from 127.0.0.1:1"))
+        guard case .refused(.quota, _) = try registry.share(file: fileB, size: 5, name: "b", signer: bob, address: "127.0.0.1:1", identity: alice) else {
+            Issue.record("a share over the quota was accepted under another signer")
+            return
+        }
+        #expect(registry.counts.holders == 1)
+    }
 }
 
 @Suite struct AccessControlListTests {
