@@ -2,10 +2,12 @@
 import Glibc
 
 private let systemRead = Glibc.read
+private let systemWrite = Glibc.write
 #elseif canImport(Darwin)
 import Darwin
 
 private let systemRead = Darwin.read
+private let systemWrite = Darwin.write
 #endif
 
 /// A failed file-system operation, with the path and the system's reason, phrased for a person.
@@ -186,15 +188,33 @@ extension FileIO {
 
 /// A file that only grows at its end, each line made durable (fsync) before ``append(_:)``
 /// returns: once a caller has been told "done", a crash of the process or the machine keeps it.
+/// An append that fails (a short write on a full disk, a failed sync) is cut back to the last
+/// whole line before the error is thrown, so a refused change never lies in the middle of the file.
 public final class AppendLog: @unchecked Sendable {
-    private let fd: Int32
-    public let path: String
+    /// Writes bytes to a descriptor like `write(2)`: the count written, or -1 with `errno` set.
+    public typealias Write = @Sendable (Int32, UnsafeRawBufferPointer) -> Int
 
-    public init(path: String) throws(FileIOError) {
+    private let fd: Int32
+    private let write: Write
+    public let path: String
+    /// Bytes of whole, durable lines in the file.
+    public private(set) var length: Int
+
+    /// Opens `path` for appending, creating it if needed; `write` is the system's unless a test
+    /// injects failures.
+    public init(path: String, write: Write? = nil) throws(FileIOError) {
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .fromErrno(errno, path: path, operation: "open") }
+        let end = lseek(fd, 0, SEEK_END)
+        guard end >= 0 else {
+            let code = errno
+            close(fd)
+            throw .fromErrno(code, path: path, operation: "open")
+        }
         self.fd = fd
+        self.write = write ?? { fd, buffer in systemWrite(fd, buffer.baseAddress, buffer.count) }
         self.path = path
+        self.length = Int(end)
     }
 
     deinit {
@@ -204,15 +224,67 @@ public final class AppendLog: @unchecked Sendable {
     /// Appends `lines` (each gets a line feed) in one write and waits until they are on disk.
     public func append(_ lines: [String]) throws(FileIOError) {
         let bytes = Array(lines.map { $0 + "\n" }.joined().utf8)
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+        do throws(FileIOError) {
+            var written = 0
+            while written < bytes.count {
+                let n = bytes.withUnsafeBytes { write(fd, UnsafeRawBufferPointer(rebasing: $0[written...])) }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw .fromErrno(errno, path: path, operation: "append to")
+                }
+                written += n
+            }
+            guard fdatasync(fd) == 0 else { throw .fromErrno(errno, path: path, operation: "sync") }
+        } catch {
+            // Best effort: if even this fails, replay refuses the torn line by its number.
+            if ftruncate(fd, off_t(length)) == 0 { _ = fdatasync(fd) }
+            throw error
+        }
+        length += bytes.count
+    }
+}
+
+extension FileIO {
+    /// Calls `body` with each line of `path` that ends in a line feed (without it) and its number
+    /// from 1, reading in chunks so that memory stays constant whatever the file's size. Returns
+    /// the bytes of those lines and the bytes after the last line feed (a torn last line) that
+    /// `body` never saw.
+    public static func forEachLine(
+        _ path: String, maximumLineLength: Int, _ body: (Substring, Int) throws -> Void
+    ) throws -> (wholeLines: Int, tornBytes: Int) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileIOError.fromErrno(errno, path: path, operation: "read") }
+        defer { close(fd) }
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var pending: [UInt8] = []
+        var number = 0
+        var consumed = 0
+        while true {
+            let n = chunk.withUnsafeMutableBytes { systemRead(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw .fromErrno(errno, path: path, operation: "append to")
+                throw FileIOError.fromErrno(errno, path: path, operation: "read")
             }
-            written += n
+            if n == 0 { return (consumed, pending.count) }
+            var start = 0
+            while let end = chunk[start..<n].firstIndex(of: UInt8(ascii: "\n")) {
+                number += 1
+                let text: String
+                consumed += pending.count + end - start + 1
+                if pending.isEmpty {
+                    text = String(decoding: chunk[start..<end], as: UTF8.self)
+                } else {
+                    pending.append(contentsOf: chunk[start..<end])
+                    text = String(decoding: pending, as: UTF8.self)
+                    pending.removeAll(keepingCapacity: true)
+                }
+                try body(Substring(text), number)
+                start = end + 1
+            }
+            pending.append(contentsOf: chunk[start..<n])
+            if pending.count > maximumLineLength {
+                throw FileIOError(.tooLarge(limit: maximumLineLength), path: path, operation: "read line \(number + 1) of")
+            }
         }
-        guard fdatasync(fd) == 0 else { throw .fromErrno(errno, path: path, operation: "sync") }
     }
 }

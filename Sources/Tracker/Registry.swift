@@ -18,29 +18,24 @@ public enum RegistryOutcome: Equatable, Sendable {
 /// with a wrong size, or to withdraw it — touches only its own claim and the holders that announced
 /// under it. A signer withdraws its claim; an admin withdraws the root for everyone.
 ///
-/// `seeders.txt` is a journal: every change is one appended line, fsynced before the request is
-/// answered, so an answered share survives `kill -9`. On start the journal is replayed (a torn
-/// last line, from a crash in mid-append, was never answered and is ignored) and rewritten
-/// compactly through a temporary file, fsync and rename. Lines:
+/// A certificate is a holder of a file at most once, keyed by its fingerprint, at the address its
+/// connection came from with the port it announced, under the signer it last announced; a new
+/// share from it moves it. One certificate holds at most ``maximumFilesPerPeer`` files, and a file
+/// nobody holds is forgotten after the time to live (a withdrawal stays), so one party cannot fill
+/// the registry or the journal.
 ///
-///     claim <root> <size> <signer> <signer fingerprint> <file name>
-///     hold <root> <signer> <host:port> <peer> <fingerprint>
-///     remove <root> <host:port> <peer>
-///     withdraw <root> <signer>
-///     withdraw <root>
-///     allow <root>
-///     leave <host:port> <peer>
-///
-/// Journals written before shares carried proof hold `share <root> <size> <host:port> <peer>
-/// <fingerprint> <file name>` lines; they are still read: the first share of a root is a claim by
-/// its sharer, later ones hold under that claim.
+/// `seeders.txt` is a journal: every change is one appended line (``JournalLine``), fsynced before
+/// the request is answered, so an answered share survives `kill -9`; an append that fails is cut
+/// back. On start the journal is replayed line by line (a torn last line, from a crash in
+/// mid-append, was never answered and is ignored; a damaged line before it stops the start with
+/// its number) and rewritten compactly through a temporary file, fsync and rename.
 public final class Registry: Sendable {
     struct Holder: Sendable {
-        let address: String
+        var address: String
         let name: String
         let fingerprint: String
         /// The signer whose header this holder announced.
-        let signer: String
+        var signer: String
         var lastSeen: Date
     }
 
@@ -55,130 +50,207 @@ public final class Registry: Sendable {
     struct Entry: Sendable {
         /// By signer name.
         var claims: [String: Claim] = [:]
+        /// By certificate fingerprint.
         var holders: [String: Holder] = [:]
         /// Withdrawn by an admin: nobody may share the root until an admin allows it again.
         var withdrawn = false
+        /// When the last holder went; a file nobody holds for the time to live is forgotten.
+        var vacantSince: Date?
+
+        /// Whether forgetting the file would lose a withdrawal.
+        var hasWithdrawal: Bool { withdrawn || claims.values.contains(where: \.withdrawn) }
     }
 
     private struct State: Sendable {
         var files: [FileID: Entry] = [:]
-        var journal: AppendLog
+        /// The files each certificate (by fingerprint) holds.
+        var holdings: [String: Set<FileID>] = [:]
+        var holderCount = 0
+
+        mutating func add(_ holder: Holder, to file: FileID) {
+            files[file]!.vacantSince = nil
+            if files[file]!.holders.updateValue(holder, forKey: holder.fingerprint) == nil {
+                holdings[holder.fingerprint, default: []].insert(file)
+                holderCount += 1
+            }
+        }
+
+        mutating func dropHolder(_ fingerprint: String, of file: FileID, now: Date) {
+            guard files[file]?.holders.removeValue(forKey: fingerprint) != nil else { return }
+            if files[file]!.holders.isEmpty { files[file]!.vacantSince = now }
+            holdings[fingerprint]?.remove(file)
+            if holdings[fingerprint]?.isEmpty == true { holdings[fingerprint] = nil }
+            holderCount -= 1
+        }
+
+        mutating func dropHolders(of file: FileID, now: Date, where condition: (Holder) -> Bool) {
+            for holder in files[file].map({ Array($0.holders.values) }) ?? [] where condition(holder) {
+                dropHolder(holder.fingerprint, of: file, now: now)
+            }
+        }
+
+        /// The files `fingerprint` holds at `address`.
+        func files(of fingerprint: String, at address: String) -> [FileID] {
+            (holdings[fingerprint] ?? []).filter { files[$0]?.holders[fingerprint]?.address == address }
+        }
+
+        mutating func apply(_ line: JournalLine, now: Date) {
+            switch line {
+            case .claim(let file, let size, let signer, let signerFingerprint, let fileName):
+                if files[file] == nil { files[file] = Entry(vacantSince: now) }
+                files[file]!.claims[signer] = Claim(size: size, name: fileName, signerFingerprint: signerFingerprint)
+            case .hold(let file, let signer, let address, let name, let fingerprint):
+                guard files[file]?.claims[signer] != nil else { return }
+                add(Holder(address: address, name: name, fingerprint: fingerprint, signer: signer, lastSeen: now), to: file)
+            case .share(let file, let size, let address, let name, let fingerprint, let fileName):
+                // A journal from before shares carried proof: the first sharer of a root holds the
+                // claim, later ones hold under it; fingerprint `-` only kept the claim.
+                if files[file] == nil { files[file] = Entry(vacantSince: now) }
+                let signer = files[file]!.claims.keys.min() ?? name
+                if files[file]!.claims.isEmpty {
+                    files[file]!.claims[signer] = Claim(size: size, name: fileName, signerFingerprint: fingerprint)
+                }
+                guard fingerprint != "-" else { return }
+                add(Holder(address: address, name: name, fingerprint: fingerprint, signer: signer, lastSeen: now), to: file)
+            case .remove(let file, _, _, let fingerprint):
+                dropHolder(fingerprint, of: file, now: now)
+            case .legacyRemove(let file, let address, let name):
+                dropHolders(of: file, now: now) { $0.address == address && $0.name == name }
+            case .withdraw(let file, nil):
+                dropHolders(of: file, now: now) { _ in true }
+                files[file, default: Entry()].withdrawn = true
+            case .withdraw(let file, let signer?):
+                guard files[file]?.claims[signer] != nil else { return }
+                files[file]!.claims[signer]!.withdrawn = true
+                dropHolders(of: file, now: now) { $0.signer == signer }
+            case .allow(let file):
+                guard var entry = files[file] else { return }
+                entry.withdrawn = false
+                for signer in entry.claims.keys { entry.claims[signer]!.withdrawn = false }
+                if entry.holders.isEmpty { entry.vacantSince = now }
+                files[file] = entry
+            case .leave(let address, _, let fingerprint):
+                for file in self.files(of: fingerprint, at: address) { dropHolder(fingerprint, of: file, now: now) }
+            case .legacyLeave(let address, let name):
+                for file in Array(files.keys) { dropHolders(of: file, now: now) { $0.address == address && $0.name == name } }
+            }
+        }
     }
 
     private let state: NIOLockedValueBox<State>
-    /// Holders silent for longer than this are dropped.
+    private let journal: AppendLog
+    /// Holders silent for longer than this are dropped, and files nobody holds for as long are forgotten.
     public let timeToLive: TimeInterval
+    /// Most files one certificate may hold.
+    public let maximumFilesPerPeer: Int
     public let path: String
 
-    /// Opens (creating if needed) the registry kept in `folder/seeders.txt`.
-    public init(folder: String, timeToLive: TimeInterval, now: Date = Date()) throws {
+    /// Opens (creating if needed) the registry kept in `folder/seeders.txt`; `journalWrite` replaces
+    /// the system's `write(2)` for the journal when a test injects failures.
+    public init(
+        folder: String, timeToLive: TimeInterval, maximumFilesPerPeer: Int = 10_000, now: Date = Date(), journalWrite: AppendLog.Write? = nil
+    ) throws {
         try FileIO.makeFolder(folder, mode: 0o755)
         path = "\(folder)/seeders.txt"
         self.timeToLive = timeToLive
-        var files: [FileID: Entry] = [:]
+        self.maximumFilesPerPeer = maximumFilesPerPeer
+        var replayed = State()
         if FileIO.exists(path) {
-            let text = try FileIO.readText(path, limit: 512 * 1024 * 1024)
-            var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-            // The last element is empty when the file ends with a line feed; otherwise it is a torn line.
-            lines.removeLast()
-            for line in lines { Self.replay(line, into: &files, now: now) }
+            // A torn last line, after the last line feed, was never answered: it is not replayed.
+            _ = try FileIO.forEachLine(path, maximumLineLength: JournalLine.maximumLength) { [path] line, number in
+                guard let parsed = JournalLine(line) else { throw JournalError(path: path, line: number, text: String(line)) }
+                replayed.apply(parsed, now: now)
+            }
         }
-        try FileIO.replaceAtomically(path, bytes: Array(Self.snapshot(files).map { $0 + "\n" }.joined().utf8), mode: 0o644)
-        state = NIOLockedValueBox(State(files: files, journal: try AppendLog(path: path)))
+        try FileIO.replaceAtomically(path, bytes: Array(Self.snapshot(replayed.files).map { $0.text + "\n" }.joined().utf8), mode: 0o644)
+        state = NIOLockedValueBox(replayed)
+        journal = try AppendLog(path: path, write: journalWrite)
     }
 
     /// Number of files and of holder entries, for the start-up log line.
     public var counts: (files: Int, holders: Int) {
-        state.withLockedValue { state in (state.files.count, state.files.values.reduce(0) { $0 + $1.holders.count }) }
+        state.withLockedValue { state in (state.files.count, state.holderCount) }
     }
 
-    /// Records `identity` at `address` as a holder of `file` under the claim of `signer`, whose
-    /// verified header gave `size` and `name`.
+    /// Records `identity` at `address` as the holder of `file` under the claim of `signer`, whose
+    /// verified header gave `size` and `name`; an earlier entry of the same certificate moves.
     public func share(
         file: FileID, size: UInt64, name: String, signer: VerifiedIdentity, address: String, identity: VerifiedIdentity, now: Date = Date()
     ) throws -> RegistryOutcome {
         try state.withLockedValue { state in
-            var entry = state.files[file] ?? Entry()
-            if entry.withdrawn {
+            let entry = state.files[file]
+            if entry?.withdrawn == true {
                 return .refused(code: .withdrawn, message: "\(file) was withdrawn from the network; an admin must allow it again")
             }
-            if entry.claims[signer.name]?.withdrawn == true {
+            if entry?.claims[signer.name]?.withdrawn == true {
                 return .refused(code: .withdrawn, message: "\(file) as signed by '\(signer.name)' was withdrawn; its signer shares it again with a new .mtorrent only after an admin allows it")
             }
-            let claim = Claim(size: size, name: name, signerFingerprint: signer.fingerprint)
-            var lines: [String] = []
-            if entry.claims[signer.name] != claim { lines.append("claim \(file) \(size) \(signer.name) \(signer.fingerprint) \(name)") }
-            lines.append("hold \(file) \(signer.name) \(address) \(identity.name) \(identity.fingerprint)")
-            try state.journal.append(lines)
-            entry.claims[signer.name] = claim
-            entry.holders[Self.key(address, identity.name)] = Holder(
-                address: address, name: identity.name, fingerprint: identity.fingerprint, signer: signer.name, lastSeen: now
-            )
-            state.files[file] = entry
+            if entry?.holders[identity.fingerprint] == nil, state.holdings[identity.fingerprint]?.count ?? 0 >= maximumFilesPerPeer {
+                return .refused(code: .quota, message: "this certificate holds \(maximumFilesPerPeer) files already, the most this tracker allows; remove some first")
+            }
+            var lines: [JournalLine] = []
+            if entry?.claims[signer.name] != Claim(size: size, name: name, signerFingerprint: signer.fingerprint) {
+                lines.append(.claim(file: file, size: size, signer: signer.name, signerFingerprint: signer.fingerprint, fileName: name))
+            }
+            lines.append(.hold(file: file, signer: signer.name, address: address, name: identity.name, fingerprint: identity.fingerprint))
+            try journal.append(lines.map(\.text))
+            for line in lines { state.apply(line, now: now) }
             return .done("shared \(file) from \(address)")
         }
     }
 
-    /// The live holders of a file, or a refusal saying why there are none. The size and name are
-    /// those of the claim most live holders announced.
+    /// The live holders of a file, or a refusal saying why there are none: a random sample of at
+    /// most ``TrackerResponse/maximumHolders``, so that no holder can push the others out. The
+    /// size and name are those of the claim most live holders announced.
     public func holders(of file: FileID, now: Date = Date()) -> TrackerResponse {
         state.withLockedValue { state in
             guard let entry = state.files[file], !entry.withdrawn, entry.claims.values.contains(where: { !$0.withdrawn }) else {
                 return .failure(code: .fileNotFound, message: "no peer shares \(file)")
             }
-            let live = entry.holders.values
-                .filter { now.timeIntervalSince($0.lastSeen) <= timeToLive }
-                .sorted { $0.address < $1.address }
-                .prefix(TrackerResponse.maximumHolders)
+            let live = entry.holders.values.filter { now.timeIntervalSince($0.lastSeen) <= timeToLive }
             guard !live.isEmpty else { return .failure(code: .noSeeders, message: "no peer holding \(file) is online") }
             let counts = Dictionary(live.map { ($0.signer, 1) }, uniquingKeysWith: +)
             let signer = counts.keys.min { (-counts[$0]!, $0) < (-counts[$1]!, $1) }!
             let claim = entry.claims[signer]!
-            let records = live.map { HolderRecord(address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
+            let records = live.shuffled()
+                .prefix(TrackerResponse.maximumHolders)
+                .map { HolderRecord(address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
             return .holders(size: claim.size, name: claim.name, Array(records))
         }
     }
 
     /// Withdraws a file: an admin for the whole network, a signer its own claim (with the holders
     /// that announced it); anyone else withdraws only its own holder entry.
-    public func remove(file: FileID, address: String, identity: VerifiedIdentity, isAdmin: Bool) throws -> RegistryOutcome {
+    public func remove(file: FileID, address: String, identity: VerifiedIdentity, isAdmin: Bool, now: Date = Date()) throws -> RegistryOutcome {
         try state.withLockedValue { state in
-            guard var entry = state.files[file], !entry.withdrawn else {
+            guard let entry = state.files[file], !entry.withdrawn else {
                 return .refused(code: .fileNotFound, message: "no peer shares \(file)")
             }
-            if isAdmin {
-                try state.journal.append(["withdraw \(file)"])
-                entry.withdrawn = true
-                entry.holders = [:]
-                state.files[file] = entry
+            if isAdmin || entry.claims[identity.name]?.withdrawn == false {
+                let line = JournalLine.withdraw(file: file, signer: isAdmin ? nil : identity.name)
+                try journal.append([line.text])
+                state.apply(line, now: now)
                 return .done("withdrew \(file) from the network")
             }
-            if entry.claims[identity.name]?.withdrawn == false {
-                try state.journal.append(["withdraw \(file) \(identity.name)"])
-                Self.withdraw(identity.name, from: &entry)
-                state.files[file] = entry
-                return .done("withdrew \(file) from the network")
-            }
-            let key = Self.key(address, identity.name)
-            guard entry.holders[key] != nil else {
+            guard let holder = entry.holders[identity.fingerprint] else {
                 return .refused(code: .accessDenied, message: "only the signer of \(file) or an admin may withdraw it, and you hold no entry of it")
             }
-            try state.journal.append(["remove \(file) \(address) \(identity.name)"])
-            entry.holders[key] = nil
-            state.files[file] = entry
+            let line = JournalLine.remove(file: file, address: holder.address, name: holder.name, fingerprint: holder.fingerprint)
+            try journal.append([line.text])
+            state.apply(line, now: now)
             return .done("removed your entry for \(file)")
         }
     }
 
     /// Lets a withdrawn file — by an admin or by any signer — be shared again (admins only; the caller checks).
-    public func allow(file: FileID) throws -> RegistryOutcome {
+    public func allow(file: FileID, now: Date = Date()) throws -> RegistryOutcome {
         try state.withLockedValue { state in
-            guard var entry = state.files[file], entry.withdrawn || entry.claims.values.contains(where: \.withdrawn) else {
+            guard let entry = state.files[file], entry.hasWithdrawal else {
                 return .refused(code: .fileNotFound, message: "\(file) is not withdrawn")
             }
-            try state.journal.append(["allow \(file)"])
-            Self.allow(&entry)
-            state.files[file] = entry
+            let line = JournalLine.allow(file: file)
+            try journal.append([line.text])
+            state.apply(line, now: now)
             return .done("\(file) may be shared again")
         }
     }
@@ -186,108 +258,75 @@ public final class Registry: Sendable {
     /// Marks every entry of the caller at `address` as seen now.
     public func heartbeat(address: String, identity: VerifiedIdentity, now: Date = Date()) -> RegistryOutcome {
         state.withLockedValue { state in
-            let key = Self.key(address, identity.name)
-            var refreshed = 0
-            for file in state.files.keys where state.files[file]!.holders[key] != nil {
-                state.files[file]!.holders[key]!.lastSeen = now
-                refreshed += 1
-            }
-            return .done("refreshed \(refreshed) entries")
+            let held = state.files(of: identity.fingerprint, at: address)
+            for file in held { state.files[file]!.holders[identity.fingerprint]!.lastSeen = now }
+            return .done("refreshed \(held.count) entries")
         }
     }
 
     /// Drops every entry of the caller at `address` at once.
-    public func leave(address: String, identity: VerifiedIdentity) throws -> RegistryOutcome {
+    public func leave(address: String, identity: VerifiedIdentity, now: Date = Date()) throws -> RegistryOutcome {
         try state.withLockedValue { state in
-            try state.journal.append(["leave \(address) \(identity.name)"])
-            Self.dropHolder(Self.key(address, identity.name), from: &state.files)
+            let line = JournalLine.leave(address: address, name: identity.name, fingerprint: identity.fingerprint)
+            try journal.append([line.text])
+            state.apply(line, now: now)
             return .done("left")
         }
     }
 
-    /// Drops holders silent for longer than the time to live; returns how many.
+    /// Drops holders silent for longer than the time to live and forgets files nobody held for as
+    /// long, keeping their withdrawals (no journal line: a replay brings such a file back without
+    /// holders, to be forgotten again); returns how many holders were dropped.
     @discardableResult
     public func expire(now: Date = Date()) throws -> Int {
         try state.withLockedValue { state in
-            var lines: [String] = []
+            var lines: [JournalLine] = []
             for (file, entry) in state.files {
-                for (key, holder) in entry.holders where now.timeIntervalSince(holder.lastSeen) > timeToLive {
-                    lines.append("remove \(file) \(holder.address) \(holder.name)")
-                    state.files[file]!.holders[key] = nil
+                for holder in entry.holders.values where now.timeIntervalSince(holder.lastSeen) > timeToLive {
+                    lines.append(.remove(file: file, address: holder.address, name: holder.name, fingerprint: holder.fingerprint))
                 }
             }
-            if !lines.isEmpty { try state.journal.append(lines) }
+            if !lines.isEmpty { try journal.append(lines.map(\.text)) }
+            for line in lines { state.apply(line, now: now) }
+            for (file, entry) in state.files where entry.holders.isEmpty {
+                guard let vacantSince = entry.vacantSince, now.timeIntervalSince(vacantSince) > timeToLive else { continue }
+                if entry.hasWithdrawal {
+                    state.files[file]!.claims = entry.claims.filter(\.value.withdrawn)
+                } else {
+                    state.files[file] = nil
+                }
+            }
             return lines.count
         }
     }
 
-    private static func key(_ address: String, _ name: String) -> String { "\(address) \(name)" }
-
-    private static func dropHolder(_ key: String, from files: inout [FileID: Entry]) {
-        for file in files.keys { files[file]!.holders[key] = nil }
-    }
-
-    private static func withdraw(_ signer: String, from entry: inout Entry) {
-        entry.claims[signer]?.withdrawn = true
-        entry.holders = entry.holders.filter { $0.value.signer != signer }
-    }
-
-    private static func allow(_ entry: inout Entry) {
-        entry.withdrawn = false
-        for signer in entry.claims.keys { entry.claims[signer]!.withdrawn = false }
-    }
-
-    private static func replay(_ line: Substring, into files: inout [FileID: Entry], now: Date) {
-        let verb = line.prefix { $0 != " " }
-        // The file name, last on claim and share lines, may contain spaces.
-        let words = line.split(separator: " ", maxSplits: verb == "claim" ? 5 : 6)
-        if verb == "leave", words.count == 3 { return dropHolder(key(String(words[1]), String(words[2])), from: &files) }
-        guard words.count >= 2, let file = FileID(hex: words[1]) else { return }
-        switch (verb, words.count) {
-        case ("claim", 6):
-            guard let size = UInt64(words[2]) else { return }
-            files[file, default: Entry()].claims[String(words[3])] = Claim(size: size, name: String(words[5]), signerFingerprint: String(words[4]))
-        case ("hold", 6):
-            guard files[file]?.claims[String(words[2])] != nil else { return }
-            let holder = Holder(address: String(words[3]), name: String(words[4]), fingerprint: String(words[5]), signer: String(words[2]), lastSeen: now)
-            files[file]!.holders[key(holder.address, holder.name)] = holder
-        case ("share", 7):
-            // A journal from before shares carried proof: the first sharer of a root holds the claim.
-            guard let size = UInt64(words[2]) else { return }
-            var entry = files[file] ?? Entry()
-            let signer = entry.claims.keys.min() ?? String(words[4])
-            if entry.claims.isEmpty { entry.claims[signer] = Claim(size: size, name: String(words[6]), signerFingerprint: String(words[5])) }
-            let holder = Holder(address: String(words[3]), name: String(words[4]), fingerprint: String(words[5]), signer: signer, lastSeen: now)
-            entry.holders[key(holder.address, holder.name)] = holder
-            files[file] = entry
-        case ("remove", 4):
-            files[file]?.holders[key(String(words[2]), String(words[3]))] = nil
-        case ("withdraw", 2):
-            files[file]?.withdrawn = true
-            files[file]?.holders = [:]
-        case ("withdraw", 3):
-            if files[file] != nil { withdraw(String(words[2]), from: &files[file]!) }
-        case ("allow", 2):
-            if files[file] != nil { allow(&files[file]!) }
-        default:
-            return
-        }
-    }
-
     /// The journal lines that rebuild `files`: for each file its claims, their holders, then withdrawals.
-    private static func snapshot(_ files: [FileID: Entry]) -> [String] {
-        var lines: [String] = []
+    private static func snapshot(_ files: [FileID: Entry]) -> [JournalLine] {
+        var lines: [JournalLine] = []
         for (file, entry) in files.sorted(by: { $0.key.description < $1.key.description }) {
             let claims = entry.claims.sorted { $0.key < $1.key }
             for (signer, claim) in claims {
-                lines.append("claim \(file) \(claim.size) \(signer) \(claim.signerFingerprint) \(claim.name)")
+                lines.append(.claim(file: file, size: claim.size, signer: signer, signerFingerprint: claim.signerFingerprint, fileName: claim.name))
             }
             for holder in entry.holders.values.sorted(by: { ($0.address, $0.name) < ($1.address, $1.name) }) {
-                lines.append("hold \(file) \(holder.signer) \(holder.address) \(holder.name) \(holder.fingerprint)")
+                lines.append(.hold(file: file, signer: holder.signer, address: holder.address, name: holder.name, fingerprint: holder.fingerprint))
             }
-            for (signer, claim) in claims where claim.withdrawn { lines.append("withdraw \(file) \(signer)") }
-            if entry.withdrawn { lines.append("withdraw \(file)") }
+            for (signer, claim) in claims where claim.withdrawn { lines.append(.withdraw(file: file, signer: signer)) }
+            if entry.withdrawn { lines.append(.withdraw(file: file, signer: nil)) }
         }
         return lines
+    }
+}
+
+/// A `seeders.txt` the tracker refuses to start from: a damaged line before the end, which a crash
+/// alone cannot leave there.
+public struct JournalError: Error, CustomStringConvertible {
+    public let path: String
+    /// The number of the damaged line, from 1.
+    public let line: Int
+    public let text: String
+
+    public var description: String {
+        "\(path) line \(line) is not a journal line (torn or altered): '\(text.prefix(80))'; repair or remove that line, or restore the file from a backup"
     }
 }

@@ -23,6 +23,8 @@ public struct TrackerConfiguration: Sendable {
     public var maximumConnections = 1024
     /// Connections one certificate may hold at once.
     public var maximumConnectionsPerPeer = 16
+    /// Files one certificate may hold in the registry.
+    public var maximumFilesPerPeer = 10_000
     /// Seconds a connection may stay without a request.
     public var idleTimeout: Int64 = 600
     public var handshakeTimeout: Int64 = TLSConfiguration.defaultHandshakeTimeoutSeconds
@@ -34,8 +36,8 @@ public struct TrackerConfiguration: Sendable {
 
     /// The keys a tracker configuration file may set (config/tracker.conf.example documents each).
     public static let configFileKeys: Set<String> = [
-        "pki", "name", "acl", "data", "ttl", "max-connections", "max-connections-per-peer", "idle-timeout", "handshake-timeout", "tls-backend", "log-level",
-        "requests-per-second", "request-burst",
+        "pki", "name", "acl", "data", "ttl", "max-connections", "max-connections-per-peer", "max-files-per-peer", "idle-timeout", "handshake-timeout",
+        "tls-backend", "log-level", "requests-per-second", "request-burst",
     ]
 
     public init(host: String, port: Int, pki: PKILayout, name: String, aclPath: String?, dataFolder: String) {
@@ -75,7 +77,7 @@ public final class TrackerServer: Sendable {
         tls.handshakeTimeoutSeconds = configuration.handshakeTimeout
         tlsContext = try configuration.tlsBackend.makeContext(tls)
         acl = NIOLockedValueBox(try Self.loadACL(configuration.aclPath))
-        registry = try Registry(folder: configuration.dataFolder, timeToLive: configuration.timeToLive)
+        registry = try Registry(folder: configuration.dataFolder, timeToLive: configuration.timeToLive, maximumFilesPerPeer: configuration.maximumFilesPerPeer)
         requestBudgets = configuration.requestsPerSecond > 0
             ? CertificateBudgets(burst: max(configuration.requestBurst, 1), perSecond: configuration.requestsPerSecond) : nil
     }

@@ -42,6 +42,7 @@ struct TrackerCommand: AsyncParsableCommand {
         if let value = try ttl ?? file?.integer("ttl", in: 5...86400) { settings.timeToLive = TimeInterval(value) }
         if let value = try file?.integer("max-connections", in: 1...1_000_000) { settings.maximumConnections = value }
         if let value = try file?.integer("max-connections-per-peer", in: 1...1_000_000) { settings.maximumConnectionsPerPeer = value }
+        if let value = try file?.integer("max-files-per-peer", in: 1...100_000_000) { settings.maximumFilesPerPeer = value }
         if let value = try file?.integer("idle-timeout", in: 5...86400) { settings.idleTimeout = Int64(value) }
         if let value = try file?.integer("handshake-timeout", in: 1...300) { settings.handshakeTimeout = Int64(value) }
         if let value = try file?.integer("requests-per-second", in: 0...1_000_000) { settings.requestsPerSecond = value }

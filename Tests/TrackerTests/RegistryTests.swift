@@ -2,7 +2,7 @@ import FileIO
 import Foundation
 @testable import PKI
 import PKITesting
-import Tracker
+@testable import Tracker
 import Testing
 import Wire
 
@@ -49,6 +49,156 @@ import Wire
         }
     }
 
+    @Test func oneCertificateIsOneHolderAtTheAddressItLastAnnounced() throws {
+        let folder = TemporaryFolder()
+        do {
+            let registry = try Registry(folder: folder.path, timeToLive: 300)
+            for port in 1...300 {
+                _ = try registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:\(port)", identity: alice)
+            }
+            guard case .holders(_, _, let holders) = registry.holders(of: fileA) else {
+                Issue.record("no holders")
+                return
+            }
+            #expect(holders.map(\.address) == ["127.0.0.1:300"])
+            #expect(registry.counts.holders == 1)
+        }
+        let reopened = try Registry(folder: folder.path, timeToLive: 300)
+        guard case .holders(_, _, let holders) = reopened.holders(of: fileA) else {
+            Issue.record("no holders after a restart")
+            return
+        }
+        #expect(holders.map(\.address) == ["127.0.0.1:300"])
+    }
+
+    @Test func aCertificateFloodingPortsNeverPushesAnotherHolderOut() throws {
+        let folder = TemporaryFolder()
+        let registry = try Registry(folder: folder.path, timeToLive: 300)
+        _ = try registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.9:1", identity: bob)
+        for port in 1...300 {
+            _ = try registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:\(port)", identity: alice)
+        }
+        for _ in 0..<20 {
+            guard case .holders(_, _, let holders) = registry.holders(of: fileA) else {
+                Issue.record("no holders")
+                return
+            }
+            #expect(holders.contains { $0.name == "bob" })
+        }
+    }
+
+    @Test func manyHoldersAreAnsweredAsARandomSampleUpToTheCap() throws {
+        let folder = TemporaryFolder()
+        let registry = try Registry(folder: folder.path, timeToLive: 300)
+        let count = TrackerResponse.maximumHolders + 50
+        for index in 0..<count {
+            let peer = VerifiedIdentity(name: "p\(index)", role: .peer, groups: [], fingerprint: String(format: "%064x", index), serial: "\(index)")
+            _ = try registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:\(index + 1)", identity: peer)
+        }
+        var seen = Set<String>()
+        for _ in 0..<30 {
+            guard case .holders(_, _, let holders) = registry.holders(of: fileA) else {
+                Issue.record("no holders")
+                return
+            }
+            #expect(holders.count == TrackerResponse.maximumHolders)
+            seen.formUnion(holders.map(\.name))
+        }
+        #expect(seen.count > TrackerResponse.maximumHolders)
+    }
+
+    @Test func journalLinesOfTheEarlierFormatAreStillRead() throws {
+        let folder = TemporaryFolder()
+        let path = folder.file("seeders.txt")
+        try FileIO.makeFolder(folder.path, mode: 0o755)
+        try """
+            share \(fileA) 5 127.0.0.1:1 alice \(alice.fingerprint) a
+            share \(fileA) 5 127.0.0.1:2 bob \(bob.fingerprint) a
+            share \(fileB) 6 127.0.0.1:1 alice \(alice.fingerprint) b
+            share \(fileB) 6 127.0.0.1:2 bob \(bob.fingerprint) b
+            remove \(fileA) 127.0.0.1:2 bob
+            leave 127.0.0.1:1 alice
+
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let registry = try Registry(folder: folder.path, timeToLive: 300)
+        #expect(registry.holders(of: fileA) == .failure(code: .noSeeders, message: "no peer holding \(fileA) is online"))
+        guard case .holders(_, _, let holders) = registry.holders(of: fileB) else {
+            Issue.record("bob's entry of b was lost")
+            return
+        }
+        #expect(holders.map(\.name) == ["bob"])
+        #expect(try registry.remove(file: fileA, address: "127.0.0.1:1", identity: alice, isAdmin: false) == .done("withdrew \(fileA) from the network"))
+    }
+
+    @Test func oneCertificateHoldsAtMostItsQuotaOfFiles() throws {
+        let folder = TemporaryFolder()
+        let registry = try Registry(folder: folder.path, timeToLive: 300, maximumFilesPerPeer: 2)
+        #expect(try registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:1", identity: alice) == .done("shared \(fileA) from 127.0.0.1:1"))
+        #expect(try registry.share(file: fileB, size: 5, name: "b", signer: alice, address: "127.0.0.1:1", identity: alice) == .done("shared \(fileB) from 127.0.0.1:1"))
+        let fileC = FileID(hex: String(repeating: "c3", count: 32))!
+        guard case .refused(.quota, _) = try registry.share(file: fileC, size: 5, name: "c", signer: alice, address: "127.0.0.1:1", identity: alice) else {
+            Issue.record("a share over the quota was accepted")
+            return
+        }
+        #expect(try registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:2", identity: alice) == .done("shared \(fileA) from 127.0.0.1:2"))
+        #expect(try registry.share(file: fileC, size: 5, name: "c", signer: bob, address: "127.0.0.1:3", identity: bob) == .done("shared \(fileC) from 127.0.0.1:3"))
+        _ = try registry.leave(address: "127.0.0.1:2", identity: alice)
+        #expect(try registry.share(file: fileC, size: 5, name: "c", signer: alice, address: "127.0.0.1:1", identity: alice) == .done("shared \(fileC) from 127.0.0.1:1"))
+    }
+
+    @Test func aFileNobodyHoldsIsForgottenAfterTheTimeToLiveButAWithdrawalStays() throws {
+        let folder = TemporaryFolder()
+        let start = Date()
+        let registry = try Registry(folder: folder.path, timeToLive: 60, now: start)
+        _ = try registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:1", identity: alice, now: start)
+        _ = try registry.share(file: fileB, size: 5, name: "b", signer: alice, address: "127.0.0.1:1", identity: alice, now: start)
+        _ = try registry.leave(address: "127.0.0.1:1", identity: alice, now: start)
+        _ = try registry.share(file: fileB, size: 5, name: "b", signer: alice, address: "127.0.0.1:1", identity: alice, now: start)
+        _ = try registry.remove(file: fileB, address: "127.0.0.1:1", identity: alice, isAdmin: false, now: start)
+        try registry.expire(now: start + 30)
+        #expect(registry.counts.files == 2)
+        try registry.expire(now: start + 61)
+        #expect(registry.counts.files == 1)
+        #expect(registry.holders(of: fileA, now: start + 61) == .failure(code: .fileNotFound, message: "no peer shares \(fileA)"))
+        #expect(try registry.share(file: fileA, size: 7, name: "other", signer: bob, address: "127.0.0.1:2", identity: bob, now: start + 61) == .done("shared \(fileA) from 127.0.0.1:2"))
+        guard case .refused(.withdrawn, _) = try registry.share(file: fileB, size: 5, name: "b", signer: alice, address: "127.0.0.1:2", identity: bob, now: start + 61) else {
+            Issue.record("a withdrawn file was forgotten")
+            return
+        }
+    }
+
+    @Test func aTornLineBeforeTheEndIsRefusedWithItsNumber() throws {
+        let folder = TemporaryFolder()
+        try FileIO.makeFolder(folder.path, mode: 0o755)
+        let torn = "share \(fileB) 6 127.0.0.1:2 bob \(bob.fingerprint) b"
+        try """
+            share \(fileA) 5 127.0.0.1:1 alice \(alice.fingerprint) a
+            \(torn.prefix(40))share \(fileB) 6 127.0.0.1:1 alice \(alice.fingerprint) b
+            remove \(fileA) 127.0.0.1:1 alice \(alice.fingerprint)
+
+            """.write(toFile: folder.file("seeders.txt"), atomically: true, encoding: .utf8)
+        let error = #expect(throws: JournalError.self) { try Registry(folder: folder.path, timeToLive: 300) }
+        #expect(error?.line == 2)
+        #expect(error?.description.contains("line 2") == true)
+    }
+
+    @Test func aFailedAppendIsCutBackAndNeverComesBack() async throws {
+        let folder = TemporaryFolder()
+        let failing = FailingWrites()
+        do {
+            let registry = try Registry(folder: folder.path, timeToLive: 300, journalWrite: failing.write)
+            _ = try registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:1", identity: alice)
+            failing.failNext()
+            #expect(throws: FileIOError.self) { try registry.share(file: fileB, size: 6, name: "b", signer: alice, address: "127.0.0.1:1", identity: alice) }
+            #expect(registry.holders(of: fileB) == .failure(code: .fileNotFound, message: "no peer shares \(fileB)"))
+            let fileC = FileID(hex: String(repeating: "c3", count: 32))!
+            _ = try registry.share(file: fileC, size: 7, name: "c", signer: alice, address: "127.0.0.1:1", identity: alice)
+        }
+        let reopened = try Registry(folder: folder.path, timeToLive: 300)
+        #expect(reopened.counts.files == 2)
+        #expect(reopened.holders(of: fileB) == .failure(code: .fileNotFound, message: "no peer shares \(fileB)"))
+    }
+
     @Test func anotherSignersClaimWithAnotherSizeLeavesTheFirstAlone() throws {
         let folder = TemporaryFolder()
         let registry = try Registry(folder: folder.path, timeToLive: 300)
@@ -80,6 +230,88 @@ import Wire
         #expect(holders.map(\.name) == ["bob"])
         #expect(try registry.remove(file: fileA, address: "127.0.0.1:1", identity: alice, isAdmin: false) == .done("withdrew \(fileA) from the network"))
         #expect(try String(contentsOfFile: path, encoding: .utf8).hasPrefix("claim \(fileA) 5 alice \(alice.fingerprint) a b\n"))
+    }
+
+    @Test func claimsHoldersAndWithdrawalsSurviveARestartLineForLine() throws {
+        let folder = TemporaryFolder()
+        let carol = VerifiedIdentity(name: "carol", role: .peer, groups: [], fingerprint: String(repeating: "3", count: 64), serial: "03")
+        do {
+            let registry = try Registry(folder: folder.path, timeToLive: 300)
+            _ = try registry.share(file: fileA, size: 5, name: "a b", signer: alice, address: "127.0.0.1:1", identity: alice)
+            _ = try registry.share(file: fileA, size: 6, name: "squat", signer: bob, address: "127.0.0.1:2", identity: bob)
+            _ = try registry.share(file: fileA, size: 6, name: "squat", signer: bob, address: "127.0.0.1:3", identity: carol)
+            // carol moves under alice's claim: still one entry of hers.
+            _ = try registry.share(file: fileA, size: 5, name: "a b", signer: alice, address: "127.0.0.1:4", identity: carol)
+            #expect(try registry.remove(file: fileA, address: "127.0.0.1:2", identity: bob, isAdmin: false) == .done("withdrew \(fileA) from the network"))
+            _ = try registry.share(file: fileB, size: 7, name: "b", signer: bob, address: "127.0.0.1:2", identity: bob)
+            #expect(try registry.remove(file: fileB, address: "127.0.0.1:9", identity: carol, isAdmin: true) == .done("withdrew \(fileB) from the network"))
+        }
+        let reopened = try Registry(folder: folder.path, timeToLive: 300)
+        // The compacted journal: claims, their holders (by fingerprint, under their signer), withdrawals.
+        #expect(try String(contentsOfFile: folder.file("seeders.txt"), encoding: .utf8).split(separator: "\n") == [
+            "claim \(fileA) 5 alice \(alice.fingerprint) a b",
+            "claim \(fileA) 6 bob \(bob.fingerprint) squat",
+            "hold \(fileA) alice 127.0.0.1:1 alice \(alice.fingerprint)",
+            "hold \(fileA) alice 127.0.0.1:4 carol \(carol.fingerprint)",
+            "withdraw \(fileA) bob",
+            "claim \(fileB) 7 bob \(bob.fingerprint) b",
+            "withdraw \(fileB)",
+        ])
+        #expect(reopened.counts.holders == 2)
+        guard case .holders(5, "a b", let holders) = reopened.holders(of: fileA) else {
+            Issue.record("alice's claim was lost")
+            return
+        }
+        #expect(holders.map(\.name).sorted() == ["alice", "carol"])
+        guard case .refused(.withdrawn, _) = try reopened.share(file: fileA, size: 6, name: "squat", signer: bob, address: "127.0.0.1:2", identity: bob),
+              case .refused(.withdrawn, _) = try reopened.share(file: fileB, size: 7, name: "b", signer: bob, address: "127.0.0.1:2", identity: bob) else {
+            Issue.record("a withdrawal was lost across a restart")
+            return
+        }
+    }
+
+    @Test(arguments: [
+        "claim \(fileA) 5 alice \(String(repeating: "1", count: 64))",
+        "claim \(fileA) 5 alice 1111 a",
+        "hold \(fileA) alice 127.0.0.1:1 alice",
+        "hold \(fileA) alice 127.0.0.1:1  alice \(String(repeating: "1", count: 64))",
+        "withdraw \(fileA) alice extra",
+        "leave 127.0.0.1:1 alice \(String(repeating: "1", count: 64)) extra",
+    ])
+    func aMalformedLineOfTheMergedFormIsRefusedWithItsNumber(line: String) throws {
+        let folder = TemporaryFolder()
+        try FileIO.makeFolder(folder.path, mode: 0o755)
+        try "claim \(fileA) 5 alice \(alice.fingerprint) a\n\(line)\nallow \(fileA)\n".write(toFile: folder.file("seeders.txt"), atomically: true, encoding: .utf8)
+        let error = #expect(throws: JournalError.self) { try Registry(folder: folder.path, timeToLive: 300) }
+        #expect(error?.line == 2)
+    }
+
+    @Test func theOwnershipLinesOfTheFirstFormatKeepTheClaimWithoutAHolder() throws {
+        let folder = TemporaryFolder()
+        try FileIO.makeFolder(folder.path, mode: 0o755)
+        try """
+            share \(fileA) 5 - alice - a
+            remove \(fileA) - alice
+            share \(fileA) 5 127.0.0.1:2 bob \(bob.fingerprint) a
+
+            """.write(toFile: folder.file("seeders.txt"), atomically: true, encoding: .utf8)
+        let registry = try Registry(folder: folder.path, timeToLive: 300)
+        #expect(registry.counts.holders == 1)
+        #expect(try registry.remove(file: fileA, address: "127.0.0.1:1", identity: alice, isAdmin: false) == .done("withdrew \(fileA) from the network"))
+        #expect(registry.holders(of: fileA) == .failure(code: .fileNotFound, message: "no peer shares \(fileA)"))
+    }
+
+    @Test func theFilesQuotaCountsHoldingsUnderEverySigner() throws {
+        let folder = TemporaryFolder()
+        let registry = try Registry(folder: folder.path, timeToLive: 300, maximumFilesPerPeer: 1)
+        #expect(try registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:1", identity: alice) == .done("shared \(fileA) from 127.0.0.1:1"))
+        // Moving to another signer's claim of the same root is no new file.
+        #expect(try registry.share(file: fileA, size: 6, name: "a", signer: bob, address: "127.0.0.1:1", identity: alice) == .done("shared \(fileA) from 127.0.0.1:1"))
+        guard case .refused(.quota, _) = try registry.share(file: fileB, size: 5, name: "b", signer: bob, address: "127.0.0.1:1", identity: alice) else {
+            Issue.record("a share over the quota was accepted under another signer")
+            return
+        }
+        #expect(registry.counts.holders == 1)
     }
 }
 
@@ -114,5 +346,26 @@ import Wire
         #expect(throws: ConfigurationError.self) { try AccessControlList(text: "allow get any\n\(rule)\n", source: "acl") }
         let error = try? #require(throws: ConfigurationError.self) { try AccessControlList(text: "allow get any\n\(rule)\n", source: "acl") }
         #expect(error?.line == 2)
+    }
+}
+
+/// A journal writer that, when told, writes half of the next append and then fails as a full disk does.
+final class FailingWrites: @unchecked Sendable {
+    private let lock = NSLock()
+    private var failing = false
+
+    func failNext() { lock.withLock { failing = true } }
+
+    var write: AppendLog.Write {
+        { [self] fd, buffer in
+            let fail = lock.withLock { () -> Bool in
+                defer { failing = false }
+                return failing
+            }
+            guard fail else { return Foundation.write(fd, buffer.baseAddress, buffer.count) }
+            _ = Foundation.write(fd, buffer.baseAddress, buffer.count / 2)
+            errno = ENOSPC
+            return -1
+        }
     }
 }

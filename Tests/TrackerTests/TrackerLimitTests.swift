@@ -76,4 +76,34 @@ import Wire
         try await honestPeerIsServed(fixture)
         try await channel.close()
     }
+
+    @Test func anInsiderAnnouncingOneFileAtManyPortsIsOneHolder() async throws {
+        let fixture = try TrackerFixture()
+        let insider = try RawLineClient(fixture: fixture, name: "alice")
+        let proof = try fixture.signedHeader(fileA, size: 10, signedBy: "alice")
+        for port in 1...300 {
+            #expect(try await insider.exchange(TrackerRequest.share(file: fileA, port: UInt16(port), proof: proof).line).hasPrefix("OK"))
+        }
+        #expect(try await fixture.client("bob").send(.share(file: fileA, port: 7000, proof: proof)) == .ok("shared \(fileA) from 127.0.0.1:7000"))
+        guard case .holders(_, _, let holders) = try await fixture.client("carol").send(.get(file: fileA)) else {
+            Issue.record("the file has no holders")
+            return
+        }
+        #expect(holders.map(\.address).sorted() == ["127.0.0.1:300", "127.0.0.1:7000"])
+    }
+
+    @Test func anInsiderSharingMoreFilesThanItsQuotaIsRefusedAndOthersAreServed() async throws {
+        let fixture = try TrackerFixture { $0.maximumFilesPerPeer = 5 }
+        let insider = try RawLineClient(fixture: fixture, name: "alice")
+        for index in 0...5 {
+            let file = FileID(hex: String(format: "%064x", index))!
+            let answer = try await insider.exchange(try fixture.share(file, name: "f", port: 6001, signedBy: "alice").line)
+            #expect(answer.hasPrefix(index < 5 ? "OK" : "ERR QUOTA"), "share \(index): \(answer)")
+        }
+        #expect(try await fixture.client("bob").send(try fixture.share(fileA, port: 7000, signedBy: "bob")) == .ok("shared \(fileA) from 127.0.0.1:7000"))
+        guard case .holders = try await fixture.client("carol").send(.get(file: fileA)) else {
+            Issue.record("the honest share is not listed")
+            return
+        }
+    }
 }
