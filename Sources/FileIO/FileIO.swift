@@ -195,7 +195,8 @@ public final class AppendLog: @unchecked Sendable {
     public typealias Write = @Sendable (Int32, UnsafeRawBufferPointer) -> Int
 
     private let fd: Int32
-    private let write: Write
+    /// The function that writes to the file (the system's `write(2)` unless a test injects failures).
+    public let write: Write
     public let path: String
     /// Bytes of whole, durable lines in the file.
     public private(set) var length: Int

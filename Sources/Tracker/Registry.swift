@@ -1,5 +1,6 @@
 import FileIO
 import Foundation
+import Logging
 import PKI
 import NIOConcurrencyHelpers
 import Wire
@@ -17,10 +18,12 @@ public enum RegistryOutcome: Equatable, Sendable {
 /// holds at most ``maximumFilesPerPeer`` files, and a file nobody holds is forgotten after the time
 /// to live (a withdrawn file stays withdrawn), so one party cannot fill the registry or the journal.
 ///
-/// `seeders.txt` is a journal: every change is one appended line (``JournalLine``), fsynced before
-/// the request is answered, so an answered share survives `kill -9`. On start the journal is
-/// replayed (a torn last line, from a crash in mid-append, was never answered and is ignored) and
-/// rewritten compactly through a temporary file, fsync and rename.
+/// `seeders.txt` is a journal: every change is applied in memory at once and appended as a line
+/// (``JournalLine``) by a writer thread that syncs many changes together (``GroupCommitLog``); a
+/// change is answered only once its line is durable, so an answered share survives `kill -9`, and
+/// one that cannot be written is undone. On start the journal is replayed (a torn last line, from
+/// a crash in mid-append, was never answered and is ignored) and rewritten compactly through a
+/// temporary file, fsync and rename; it is rewritten so again whenever it outgrows the state.
 public final class Registry: Sendable {
     struct Holder: Sendable {
         var address: String
@@ -41,7 +44,7 @@ public final class Registry: Sendable {
         var vacantSince: Date?
     }
 
-    private struct State: Sendable {
+    struct State: Sendable {
         var files: [FileID: Entry] = [:]
         /// The files each certificate (by fingerprint) holds.
         var holdings: [String: Set<FileID>] = [:]
@@ -66,6 +69,20 @@ public final class Registry: Sendable {
         mutating func withdraw(_ file: FileID, now: Date) {
             for fingerprint in files[file].map({ Array($0.holders.keys) }) ?? [] { dropHolder(fingerprint, of: file, now: now) }
             files[file]?.withdrawn = true
+        }
+
+        /// Puts back `entry` as it was before a change that could not be made durable.
+        mutating func restore(_ file: FileID, to entry: Entry?) {
+            for fingerprint in files[file].map({ Array($0.holders.keys) }) ?? [] { dropHolder(fingerprint, of: file, now: Date()) }
+            guard var entry else {
+                files[file] = nil
+                return
+            }
+            let holders = entry.holders.values
+            entry.holders = [:]
+            files[file] = entry
+            for holder in holders { add(holder, to: file) }
+            files[file]!.vacantSince = entry.vacantSince
         }
 
         /// The files `fingerprint` holds at `address`.
@@ -103,22 +120,30 @@ public final class Registry: Sendable {
     }
 
     private let state: NIOLockedValueBox<State>
-    private let journal: AppendLog
+    private let journal: GroupCommitLog
+    private let logger: Logger
     /// Holders silent for longer than this are dropped, and files nobody holds for as long are forgotten.
     public let timeToLive: TimeInterval
     /// Most files one certificate may hold.
     public let maximumFilesPerPeer: Int
+    /// The journal is compacted while running once it is larger than this and than twice the state.
+    public let compactionThreshold: Int
     public let path: String
+    /// Average bytes of a journal line in the last compaction, to estimate the state's size.
+    private let bytesPerLine: NIOLockedValueBox<Int>
 
     /// Opens (creating if needed) the registry kept in `folder/seeders.txt`; `journalWrite` replaces
     /// the system's `write(2)` for the journal when a test injects failures.
     public init(
-        folder: String, timeToLive: TimeInterval, maximumFilesPerPeer: Int = 10_000, now: Date = Date(), journalWrite: AppendLog.Write? = nil
+        folder: String, timeToLive: TimeInterval, maximumFilesPerPeer: Int = 10_000, compactionThreshold: Int = 64 << 20,
+        logger: Logger = Logger(label: "registry"), now: Date = Date(), journalWrite: AppendLog.Write? = nil
     ) throws {
         try FileIO.makeFolder(folder, mode: 0o755)
         path = "\(folder)/seeders.txt"
         self.timeToLive = timeToLive
         self.maximumFilesPerPeer = maximumFilesPerPeer
+        self.compactionThreshold = compactionThreshold
+        self.logger = logger
         var replayed = State()
         if FileIO.exists(path) {
             // A torn last line, after the last line feed, was never answered: it is not replayed.
@@ -127,9 +152,21 @@ public final class Registry: Sendable {
                 replayed.apply(parsed, now: now)
             }
         }
-        try FileIO.replaceAtomically(path, bytes: Array(Self.snapshot(replayed.files).map { $0.text + "\n" }.joined().utf8), mode: 0o644)
         state = NIOLockedValueBox(replayed)
-        journal = try AppendLog(path: path, write: journalWrite)
+        bytesPerLine = NIOLockedValueBox(try Self.compact(replayed.files, into: path))
+        journal = GroupCommitLog(file: try AppendLog(path: path, write: journalWrite))
+        let thread = Thread { [weak self, journal] in
+            while journal.waitForWork() {
+                guard let self else { return }
+                self.commitQueued()
+            }
+        }
+        thread.name = "seeders.txt"
+        thread.start()
+    }
+
+    deinit {
+        journal.stop()
     }
 
     /// Number of files and of holder entries, for the start-up log line.
@@ -137,23 +174,21 @@ public final class Registry: Sendable {
         state.withLockedValue { state in (state.files.count, state.holderCount) }
     }
 
-    public func share(file: FileID, size: UInt64, name: String, address: String, identity: VerifiedIdentity, now: Date = Date()) throws -> RegistryOutcome {
-        try state.withLockedValue { state in
+    public func share(file: FileID, size: UInt64, name: String, address: String, identity: VerifiedIdentity, now: Date = Date()) async throws -> RegistryOutcome {
+        try await change(now: now) { state in
             if let entry = state.files[file] {
                 if entry.withdrawn {
-                    return .refused(code: .withdrawn, message: "\(file) was withdrawn from the network; an admin must allow it again")
+                    return .refuse(code: .withdrawn, message: "\(file) was withdrawn from the network; an admin must allow it again")
                 }
                 guard entry.size == size else {
-                    return .refused(code: .invalidArguments, message: "\(file) is registered with size \(entry.size), not \(size)")
+                    return .refuse(code: .invalidArguments, message: "\(file) is registered with size \(entry.size), not \(size)")
                 }
             }
             if state.files[file]?.holders[identity.fingerprint] == nil, state.holdings[identity.fingerprint, default: []].count >= maximumFilesPerPeer {
-                return .refused(code: .quota, message: "this certificate holds \(maximumFilesPerPeer) files already, the most this tracker allows; remove some first")
+                return .refuse(code: .quota, message: "this certificate holds \(maximumFilesPerPeer) files already, the most this tracker allows; remove some first")
             }
             let line = JournalLine.share(file: file, size: size, address: address, name: identity.name, fingerprint: identity.fingerprint, fileName: name)
-            try journal.append([line.text])
-            state.apply(line, now: now)
-            return .done("shared \(file) from \(address)")
+            return .record([line], touching: [file], answer: "shared \(file) from \(address)")
         }
     }
 
@@ -175,34 +210,29 @@ public final class Registry: Sendable {
     }
 
     /// Withdraws the caller's own entry, or — for the owner or an admin — the whole file.
-    public func remove(file: FileID, address: String, identity: VerifiedIdentity, isAdmin: Bool, now: Date = Date()) throws -> RegistryOutcome {
-        try state.withLockedValue { state in
+    public func remove(file: FileID, address: String, identity: VerifiedIdentity, isAdmin: Bool, now: Date = Date()) async throws -> RegistryOutcome {
+        try await change(now: now) { state in
             guard let entry = state.files[file], !entry.withdrawn else {
-                return .refused(code: .fileNotFound, message: "no peer shares \(file)")
+                return .refuse(code: .fileNotFound, message: "no peer shares \(file)")
             }
             if identity.name == entry.owner || isAdmin {
-                try journal.append([JournalLine.withdraw(file: file).text])
-                state.withdraw(file, now: now)
-                return .done("withdrew \(file) from the network")
+                return .record([.withdraw(file: file)], touching: [file], answer: "withdrew \(file) from the network")
             }
             guard let holder = entry.holders[identity.fingerprint] else {
-                return .refused(code: .accessDenied, message: "only the peer that first shared \(file) or an admin may withdraw it, and you hold no entry of it")
+                return .refuse(code: .accessDenied, message: "only the peer that first shared \(file) or an admin may withdraw it, and you hold no entry of it")
             }
-            try journal.append([JournalLine.remove(file: file, address: holder.address, name: holder.name, fingerprint: holder.fingerprint).text])
-            state.dropHolder(holder.fingerprint, of: file, now: now)
-            return .done("removed your entry for \(file)")
+            let line = JournalLine.remove(file: file, address: holder.address, name: holder.name, fingerprint: holder.fingerprint)
+            return .record([line], touching: [file], answer: "removed your entry for \(file)")
         }
     }
 
     /// Lets a withdrawn file be shared again (admins only; the caller checks).
-    public func allow(file: FileID) throws -> RegistryOutcome {
-        try state.withLockedValue { state in
+    public func allow(file: FileID, now: Date = Date()) async throws -> RegistryOutcome {
+        try await change(now: now) { state in
             guard let entry = state.files[file], entry.withdrawn else {
-                return .refused(code: .fileNotFound, message: "\(file) is not withdrawn")
+                return .refuse(code: .fileNotFound, message: "\(file) is not withdrawn")
             }
-            try journal.append([JournalLine.allow(file: file).text])
-            state.apply(.allow(file: file), now: Date())
-            return .done("\(file) may be shared again")
+            return .record([.allow(file: file)], touching: [file], answer: "\(file) may be shared again")
         }
     }
 
@@ -216,34 +246,114 @@ public final class Registry: Sendable {
     }
 
     /// Drops every entry of the caller at `address` at once.
-    public func leave(address: String, identity: VerifiedIdentity, now: Date = Date()) throws -> RegistryOutcome {
-        try state.withLockedValue { state in
+    public func leave(address: String, identity: VerifiedIdentity, now: Date = Date()) async throws -> RegistryOutcome {
+        try await change(now: now) { state in
             let line = JournalLine.leave(address: address, name: identity.name, fingerprint: identity.fingerprint)
-            try journal.append([line.text])
-            state.apply(line, now: now)
-            return .done("left")
+            return .record([line], touching: state.files(of: identity.fingerprint, at: address), answer: "left")
         }
     }
 
     /// Drops holders silent for longer than the time to live and forgets files nobody held for as
     /// long (no journal line: a replay brings such a file back without holders, to be forgotten
-    /// again); returns how many holders were dropped.
+    /// again); returns how many holders were dropped. Their journal lines are written in the
+    /// background; if that fails the holders come back, to be dropped at the next sweep.
     @discardableResult
-    public func expire(now: Date = Date()) throws -> Int {
-        try state.withLockedValue { state in
+    public func expire(now: Date = Date()) -> Int {
+        state.withLockedValue { state in
             var lines: [JournalLine] = []
+            var touched: [FileID] = []
             for (file, entry) in state.files {
-                for holder in entry.holders.values where now.timeIntervalSince(holder.lastSeen) > timeToLive {
-                    lines.append(.remove(file: file, address: holder.address, name: holder.name, fingerprint: holder.fingerprint))
+                let silent = entry.holders.values.filter { now.timeIntervalSince($0.lastSeen) > timeToLive }
+                if !silent.isEmpty { touched.append(file) }
+                lines += silent.map { .remove(file: file, address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
+            }
+            if !lines.isEmpty {
+                record(lines, touching: touched, in: &state, now: now) { [logger] error in
+                    if let error { logger.error("cannot record expired holders", metadata: ["error": "\(error)"]) }
                 }
             }
-            if !lines.isEmpty { try journal.append(lines.map(\.text)) }
-            for line in lines { state.apply(line, now: now) }
             for (file, entry) in state.files where !entry.withdrawn && entry.holders.isEmpty {
                 if let vacantSince = entry.vacantSince, now.timeIntervalSince(vacantSince) > timeToLive { state.files[file] = nil }
             }
             return lines.count
         }
+    }
+
+    /// What a change decides under the lock: a refusal, or journal lines that change the files touched.
+    private enum Decision {
+        case refuse(code: FailureCode, message: String)
+        case record([JournalLine], touching: [FileID], answer: String)
+    }
+
+    /// Decides a change under the lock and applies it at once (a GET sees it), then answers once
+    /// its lines are durable; if they cannot be written it is undone and the error thrown.
+    private func change(now: Date, _ decide: (State) -> Decision) async throws -> RegistryOutcome {
+        try await withCheckedThrowingContinuation { continuation in
+            state.withLockedValue { state in
+                switch decide(state) {
+                case .refuse(let code, let message):
+                    continuation.resume(returning: .refused(code: code, message: message))
+                case .record(let lines, let touched, let answer):
+                    record(lines, touching: touched, in: &state, now: now) { error in
+                        if let error { continuation.resume(throwing: error) } else { continuation.resume(returning: .done(answer)) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies `lines` and queues them for the writer thread (the caller holds the lock).
+    private func record(_ lines: [JournalLine], touching files: [FileID], in state: inout State, now: Date, done: @escaping @Sendable ((any Error)?) -> Void) {
+        let replaced = files.map { ($0, state.files[$0]) }
+        for line in lines { state.apply(line, now: now) }
+        journal.enqueue(GroupCommitLog.Change(lines: lines.map(\.text), replaced: replaced, done: done))
+    }
+
+    /// Writes every queued change in one append and sync, then answers them (writer thread).
+    private func commitQueued() {
+        let (changes, compaction) = state.withLockedValue { state in
+            (journal.take(), compactionDue(state) ? state.files : nil)
+        }
+        do {
+            try journal.write(changes)
+        } catch {
+            logger.error("cannot write to the journal; the changes are refused", metadata: ["path": "\(path)", "error": "\(error)"])
+            // Changes queued meanwhile were applied on top of these: undo them all, newest first.
+            let failed = state.withLockedValue { state in
+                let failed = changes + journal.take()
+                for change in failed.reversed() {
+                    for (file, entry) in change.replaced.reversed() { state.restore(file, to: entry) }
+                }
+                return failed
+            }
+            for change in failed { change.done(error) }
+            return
+        }
+        if let compaction {
+            do {
+                let average = try Self.compact(compaction, into: path)
+                bytesPerLine.withLockedValue { $0 = average }
+                try journal.reopen()
+                logger.info("compacted the journal", metadata: ["path": "\(path)", "files": "\(compaction.count)"])
+            } catch {
+                logger.error("cannot compact the journal; appending to it as before", metadata: ["path": "\(path)", "error": "\(error)"])
+            }
+        }
+        for change in changes { change.done(nil) }
+    }
+
+    /// Whether the journal has outgrown the state enough to be rewritten (writer thread, under the lock).
+    private func compactionDue(_ state: State) -> Bool {
+        let estimate = (state.files.count + state.holderCount) * bytesPerLine.withLockedValue { $0 }
+        return journal.file.length > max(compactionThreshold, 2 * estimate)
+    }
+
+    /// Rewrites `path` as the lines that rebuild `files`, atomically; returns the average bytes of a line.
+    private static func compact(_ files: [FileID: Entry], into path: String) throws -> Int {
+        let lines = snapshot(files)
+        let bytes = Array(lines.map { $0.text + "\n" }.joined().utf8)
+        try FileIO.replaceAtomically(path, bytes: bytes, mode: 0o644)
+        return lines.isEmpty ? 200 : bytes.count / lines.count
     }
 
     /// The journal lines that rebuild `files`: for each file its owner's share first, or a `file`
