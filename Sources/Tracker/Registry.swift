@@ -22,8 +22,8 @@ public enum RegistryOutcome: Equatable, Sendable {
 /// (``JournalLine``) by a writer thread that syncs many changes together (``GroupCommitLog``); a
 /// change is answered only once its line is durable, so an answered share survives `kill -9`, and
 /// one that cannot be written is undone. On start the journal is replayed (a torn last line, from
-/// a crash in mid-append, was never answered and is ignored) and rewritten compactly through a
-/// temporary file, fsync and rename; it is rewritten so again whenever it outgrows the state.
+/// a crash in mid-append, was never answered and is cut off). Whenever it outgrows the state, at
+/// start or while running, it is rewritten compactly through a temporary file, fsync and rename.
 public final class Registry: Sendable {
     struct Holder: Sendable {
         var address: String
@@ -145,16 +145,26 @@ public final class Registry: Sendable {
         self.compactionThreshold = compactionThreshold
         self.logger = logger
         var replayed = State()
-        if FileIO.exists(path) {
-            // A torn last line, after the last line feed, was never answered: it is not replayed.
-            _ = try FileIO.forEachLine(path, maximumLineLength: JournalLine.maximumLength) { [path] line, number in
+        var read = (lines: 0, bytes: 0)
+        let existed = FileIO.exists(path)
+        if existed {
+            read.bytes = try FileIO.forEachLine(path, maximumLineLength: JournalLine.maximumLength) { [path] line, number in
                 guard let parsed = JournalLine(line) else { throw JournalError(path: path, line: number, text: String(line)) }
                 replayed.apply(parsed, now: now)
-            }
+                read.lines = number
+            }.wholeLines
         }
         state = NIOLockedValueBox(replayed)
-        bytesPerLine = NIOLockedValueBox(try Self.compact(replayed.files, into: path))
-        journal = GroupCommitLog(file: try AppendLog(path: path, write: journalWrite))
+        let averageLine = read.lines == 0 ? 200 : read.bytes / read.lines
+        if !existed || read.bytes > max(compactionThreshold, 2 * (replayed.files.count + replayed.holderCount) * averageLine) {
+            bytesPerLine = NIOLockedValueBox(try Self.compact(replayed.files, into: path))
+        } else {
+            bytesPerLine = NIOLockedValueBox(averageLine)
+        }
+        let file = try AppendLog(path: path, write: journalWrite)
+        // A torn last line, after the last line feed, was never answered: it is not replayed, and cut off.
+        if file.length > read.bytes { try file.truncate(to: read.bytes) }
+        journal = GroupCommitLog(file: file)
         let thread = Thread { [weak self, journal] in
             while journal.waitForWork() {
                 guard let self else { return }
@@ -348,28 +358,39 @@ public final class Registry: Sendable {
         return journal.file.length > max(compactionThreshold, 2 * estimate)
     }
 
-    /// Rewrites `path` as the lines that rebuild `files`, atomically; returns the average bytes of a line.
+    /// Rewrites `path` as the lines that rebuild `files`, atomically, a chunk at a time; returns
+    /// the average bytes of a line.
     private static func compact(_ files: [FileID: Entry], into path: String) throws -> Int {
-        let lines = snapshot(files)
-        let bytes = Array(lines.map { $0.text + "\n" }.joined().utf8)
-        try FileIO.replaceAtomically(path, bytes: bytes, mode: 0o644)
-        return lines.isEmpty ? 200 : bytes.count / lines.count
+        var entries = files.makeIterator()
+        var count = (lines: 0, bytes: 0)
+        let chunks = AnyIterator<[UInt8]> {
+            var chunk: [UInt8] = []
+            while chunk.count < 1 << 20, let (file, entry) = entries.next() {
+                for line in snapshot(file, entry) {
+                    chunk.append(contentsOf: line.text.utf8)
+                    chunk.append(UInt8(ascii: "\n"))
+                    count.lines += 1
+                }
+            }
+            count.bytes += chunk.count
+            return chunk.isEmpty ? nil : chunk
+        }
+        try FileIO.replaceAtomically(path, chunks: chunks, mode: 0o644)
+        return count.lines == 0 ? 200 : count.bytes / count.lines
     }
 
-    /// The journal lines that rebuild `files`: for each file its owner's share first, or a `file`
-    /// line naming the owner when the owner holds no entry.
-    private static func snapshot(_ files: [FileID: Entry]) -> [JournalLine] {
+    /// The journal lines that rebuild one file: its owner's share first, or a `file` line naming
+    /// the owner when the owner holds no entry.
+    private static func snapshot(_ file: FileID, _ entry: Entry) -> [JournalLine] {
         var lines: [JournalLine] = []
-        for (file, entry) in files.sorted(by: { $0.key.description < $1.key.description }) {
-            let holders = entry.holders.values.sorted { ($0.name == entry.owner ? 0 : 1, $0.address) < ($1.name == entry.owner ? 0 : 1, $1.address) }
-            if holders.first?.name != entry.owner {
-                lines.append(.file(file: file, size: entry.size, owner: entry.owner, fileName: entry.name))
-            }
-            for holder in holders {
-                lines.append(.share(file: file, size: entry.size, address: holder.address, name: holder.name, fingerprint: holder.fingerprint, fileName: entry.name))
-            }
-            if entry.withdrawn { lines.append(.withdraw(file: file)) }
+        let holders = entry.holders.values.sorted { ($0.name == entry.owner ? 0 : 1, $0.address) < ($1.name == entry.owner ? 0 : 1, $1.address) }
+        if holders.first?.name != entry.owner {
+            lines.append(.file(file: file, size: entry.size, owner: entry.owner, fileName: entry.name))
         }
+        for holder in holders {
+            lines.append(.share(file: file, size: entry.size, address: holder.address, name: holder.name, fingerprint: holder.fingerprint, fileName: entry.name))
+        }
+        if entry.withdrawn { lines.append(.withdraw(file: file)) }
         return lines
     }
 }
