@@ -14,7 +14,7 @@ final class GroupCommitLog: @unchecked Sendable {
     /// cannot be made durable), and whom to tell.
     struct Change {
         let lines: [String]
-        let replaced: [(FileID, Registry.Entry?)]
+        let replaced: [(FileID, RegistryState.Entry?)]
         let done: @Sendable ((any Error)?) -> Void
     }
 

@@ -27,14 +27,14 @@ enum JournalLine: Equatable {
 
     /// Parses one line (without its line feed); nil if it is not a well-formed journal line.
     init?(_ line: Substring) {
-        let words = line.split(separator: " ", maxSplits: 6, omittingEmptySubsequences: false)
+        let words = Self.words(line, maxSplits: 6)
         guard let verb = words.first else { return nil }
         switch (verb, words.count) {
         case ("share", 7):
             guard let file = FileID(hex: words[1]), let size = UInt64(words[2]), Self.isFingerprint(words[5]), !words[6].isEmpty else { return nil }
             self = .share(file: file, size: size, address: String(words[3]), name: String(words[4]), fingerprint: String(words[5]), fileName: String(words[6]))
         case ("file", 5...):
-            let words = line.split(separator: " ", maxSplits: 4, omittingEmptySubsequences: false)
+            let words = Self.words(line, maxSplits: 4)
             guard let file = FileID(hex: words[1]), let size = UInt64(words[2]) else { return nil }
             self = .file(file: file, size: size, owner: String(words[3]), fileName: String(words[4]))
         case ("remove", 5):
@@ -57,6 +57,11 @@ enum JournalLine: Equatable {
         default:
             return nil
         }
+    }
+
+    /// The words of `line` split at single spaces (bytes, not characters: journals are long).
+    private static func words(_ line: Substring, maxSplits: Int) -> [Substring] {
+        line.utf8.split(separator: UInt8(ascii: " "), maxSplits: maxSplits, omittingEmptySubsequences: false).map { Substring($0) }
     }
 
     /// 64 lowercase hex digits, or `-` (an ownership-only line of the earlier format).

@@ -25,101 +25,7 @@ public enum RegistryOutcome: Equatable, Sendable {
 /// a crash in mid-append, was never answered and is cut off). Whenever it outgrows the state, at
 /// start or while running, it is rewritten compactly through a temporary file, fsync and rename.
 public final class Registry: Sendable {
-    struct Holder: Sendable {
-        var address: String
-        let name: String
-        let fingerprint: String
-        var lastSeen: Date
-    }
-
-    struct Entry: Sendable {
-        let size: UInt64
-        let name: String
-        /// The peer that first shared the file: it (or an admin) may withdraw it.
-        let owner: String
-        /// Keyed by certificate fingerprint.
-        var holders: [String: Holder] = [:]
-        var withdrawn = false
-        /// When the last holder went; a file nobody holds for the time to live is forgotten.
-        var vacantSince: Date?
-    }
-
-    struct State: Sendable {
-        var files: [FileID: Entry] = [:]
-        /// The files each certificate (by fingerprint) holds.
-        var holdings: [String: Set<FileID>] = [:]
-        var holderCount = 0
-
-        mutating func add(_ holder: Holder, to file: FileID) {
-            files[file]!.vacantSince = nil
-            if files[file]!.holders.updateValue(holder, forKey: holder.fingerprint) == nil {
-                holdings[holder.fingerprint, default: []].insert(file)
-                holderCount += 1
-            }
-        }
-
-        mutating func dropHolder(_ fingerprint: String, of file: FileID, now: Date) {
-            guard files[file]?.holders.removeValue(forKey: fingerprint) != nil else { return }
-            if files[file]!.holders.isEmpty { files[file]!.vacantSince = now }
-            holdings[fingerprint]?.remove(file)
-            if holdings[fingerprint]?.isEmpty == true { holdings[fingerprint] = nil }
-            holderCount -= 1
-        }
-
-        mutating func withdraw(_ file: FileID, now: Date) {
-            for fingerprint in files[file].map({ Array($0.holders.keys) }) ?? [] { dropHolder(fingerprint, of: file, now: now) }
-            files[file]?.withdrawn = true
-        }
-
-        /// Puts back `entry` as it was before a change that could not be made durable.
-        mutating func restore(_ file: FileID, to entry: Entry?) {
-            for fingerprint in files[file].map({ Array($0.holders.keys) }) ?? [] { dropHolder(fingerprint, of: file, now: Date()) }
-            guard var entry else {
-                files[file] = nil
-                return
-            }
-            let holders = entry.holders.values
-            entry.holders = [:]
-            files[file] = entry
-            for holder in holders { add(holder, to: file) }
-            files[file]!.vacantSince = entry.vacantSince
-        }
-
-        /// The files `fingerprint` holds at `address`.
-        func files(of fingerprint: String, at address: String) -> [FileID] {
-            (holdings[fingerprint] ?? []).filter { files[$0]?.holders[fingerprint]?.address == address }
-        }
-
-        mutating func apply(_ line: JournalLine, now: Date) {
-            switch line {
-            case .share(let file, let size, let address, let name, let fingerprint, let fileName):
-                if files[file] == nil { files[file] = Entry(size: size, name: fileName, owner: name) }
-                add(Holder(address: address, name: name, fingerprint: fingerprint, lastSeen: now), to: file)
-            case .file(let file, let size, let owner, let fileName):
-                if files[file] == nil { files[file] = Entry(size: size, name: fileName, owner: owner, vacantSince: now) }
-            case .remove(let file, _, _, let fingerprint):
-                dropHolder(fingerprint, of: file, now: now)
-            case .legacyRemove(let file, let address, let name):
-                for holder in files[file].map({ Array($0.holders.values) }) ?? [] where holder.address == address && holder.name == name {
-                    dropHolder(holder.fingerprint, of: file, now: now)
-                }
-            case .withdraw(let file):
-                withdraw(file, now: now)
-            case .allow(let file):
-                files[file]?.withdrawn = false
-            case .leave(let address, _, let fingerprint):
-                for file in self.files(of: fingerprint, at: address) { dropHolder(fingerprint, of: file, now: now) }
-            case .legacyLeave(let address, let name):
-                for (file, entry) in files {
-                    for holder in entry.holders.values where holder.address == address && holder.name == name {
-                        dropHolder(holder.fingerprint, of: file, now: now)
-                    }
-                }
-            }
-        }
-    }
-
-    private let state: NIOLockedValueBox<State>
+    private let state: NIOLockedValueBox<RegistryState>
     private let journal: GroupCommitLog
     private let logger: Logger
     /// Holders silent for longer than this are dropped, and files nobody holds for as long are forgotten.
@@ -144,7 +50,7 @@ public final class Registry: Sendable {
         self.maximumFilesPerPeer = maximumFilesPerPeer
         self.compactionThreshold = compactionThreshold
         self.logger = logger
-        var replayed = State()
+        var replayed = RegistryState()
         var read = (lines: 0, bytes: 0)
         let existed = FileIO.exists(path)
         if existed {
@@ -156,8 +62,8 @@ public final class Registry: Sendable {
         }
         state = NIOLockedValueBox(replayed)
         let averageLine = read.lines == 0 ? 200 : read.bytes / read.lines
-        if !existed || read.bytes > max(compactionThreshold, 2 * (replayed.files.count + replayed.holderCount) * averageLine) {
-            bytesPerLine = NIOLockedValueBox(try Self.compact(replayed.files, into: path))
+        if !existed || read.bytes > max(compactionThreshold, 2 * (replayed.fileCount + replayed.holderCount) * averageLine) {
+            bytesPerLine = NIOLockedValueBox(try Self.compact(replayed, into: path))
         } else {
             bytesPerLine = NIOLockedValueBox(averageLine)
         }
@@ -181,12 +87,12 @@ public final class Registry: Sendable {
 
     /// Number of files and of holder entries, for the start-up log line.
     public var counts: (files: Int, holders: Int) {
-        state.withLockedValue { state in (state.files.count, state.holderCount) }
+        state.withLockedValue { state in (state.fileCount, state.holderCount) }
     }
 
     public func share(file: FileID, size: UInt64, name: String, address: String, identity: VerifiedIdentity, now: Date = Date()) async throws -> RegistryOutcome {
         try await change(now: now) { state in
-            if let entry = state.files[file] {
+            if let entry = state.entry(file) {
                 if entry.withdrawn {
                     return .refuse(code: .withdrawn, message: "\(file) was withdrawn from the network; an admin must allow it again")
                 }
@@ -194,7 +100,7 @@ public final class Registry: Sendable {
                     return .refuse(code: .invalidArguments, message: "\(file) is registered with size \(entry.size), not \(size)")
                 }
             }
-            if state.files[file]?.holders[identity.fingerprint] == nil, state.holdings[identity.fingerprint, default: []].count >= maximumFilesPerPeer {
+            if state.holder(of: file, fingerprint: identity.fingerprint) == nil, state.heldCount(identity.fingerprint) >= maximumFilesPerPeer {
                 return .refuse(code: .quota, message: "this certificate holds \(maximumFilesPerPeer) files already, the most this tracker allows; remove some first")
             }
             let line = JournalLine.share(file: file, size: size, address: address, name: identity.name, fingerprint: identity.fingerprint, fileName: name)
@@ -206,10 +112,10 @@ public final class Registry: Sendable {
     /// most ``TrackerResponse/maximumHolders``, so that no holder can push the others out.
     public func holders(of file: FileID, now: Date = Date()) -> TrackerResponse {
         state.withLockedValue { state in
-            guard let entry = state.files[file], !entry.withdrawn else {
+            guard let entry = state.entry(file), !entry.withdrawn else {
                 return .failure(code: .fileNotFound, message: "no peer shares \(file)")
             }
-            let live = entry.holders.values
+            let live = entry.holders
                 .filter { now.timeIntervalSince($0.lastSeen) <= timeToLive }
                 .shuffled()
                 .prefix(TrackerResponse.maximumHolders)
@@ -222,13 +128,13 @@ public final class Registry: Sendable {
     /// Withdraws the caller's own entry, or — for the owner or an admin — the whole file.
     public func remove(file: FileID, address: String, identity: VerifiedIdentity, isAdmin: Bool, now: Date = Date()) async throws -> RegistryOutcome {
         try await change(now: now) { state in
-            guard let entry = state.files[file], !entry.withdrawn else {
+            guard let entry = state.entry(file), !entry.withdrawn else {
                 return .refuse(code: .fileNotFound, message: "no peer shares \(file)")
             }
             if identity.name == entry.owner || isAdmin {
                 return .record([.withdraw(file: file)], touching: [file], answer: "withdrew \(file) from the network")
             }
-            guard let holder = entry.holders[identity.fingerprint] else {
+            guard let holder = state.holder(of: file, fingerprint: identity.fingerprint) else {
                 return .refuse(code: .accessDenied, message: "only the peer that first shared \(file) or an admin may withdraw it, and you hold no entry of it")
             }
             let line = JournalLine.remove(file: file, address: holder.address, name: holder.name, fingerprint: holder.fingerprint)
@@ -239,7 +145,7 @@ public final class Registry: Sendable {
     /// Lets a withdrawn file be shared again (admins only; the caller checks).
     public func allow(file: FileID, now: Date = Date()) async throws -> RegistryOutcome {
         try await change(now: now) { state in
-            guard let entry = state.files[file], entry.withdrawn else {
+            guard let entry = state.entry(file), entry.withdrawn else {
                 return .refuse(code: .fileNotFound, message: "\(file) is not withdrawn")
             }
             return .record([.allow(file: file)], touching: [file], answer: "\(file) may be shared again")
@@ -250,7 +156,7 @@ public final class Registry: Sendable {
     public func heartbeat(address: String, identity: VerifiedIdentity, now: Date = Date()) -> RegistryOutcome {
         state.withLockedValue { state in
             let held = state.files(of: identity.fingerprint, at: address)
-            for file in held { state.files[file]!.holders[identity.fingerprint]!.lastSeen = now }
+            for file in held { state.touch(file, fingerprint: identity.fingerprint, now: now) }
             return .done("refreshed \(held.count) entries")
         }
     }
@@ -270,21 +176,17 @@ public final class Registry: Sendable {
     @discardableResult
     public func expire(now: Date = Date()) -> Int {
         state.withLockedValue { state in
-            var lines: [JournalLine] = []
-            var touched: [FileID] = []
-            for (file, entry) in state.files {
-                let silent = entry.holders.values.filter { now.timeIntervalSince($0.lastSeen) > timeToLive }
-                if !silent.isEmpty { touched.append(file) }
-                lines += silent.map { .remove(file: file, address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
+            let cutoff = now - timeToLive
+            let silent = state.silentHolders(before: cutoff)
+            let lines = silent.flatMap { file, holders in
+                holders.map { JournalLine.remove(file: file, address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
             }
             if !lines.isEmpty {
-                record(lines, touching: touched, in: &state, now: now) { [logger] error in
+                record(lines, touching: silent.map(\.0), in: &state, now: now) { [logger] error in
                     if let error { logger.error("cannot record expired holders", metadata: ["error": "\(error)"]) }
                 }
             }
-            for (file, entry) in state.files where !entry.withdrawn && entry.holders.isEmpty {
-                if let vacantSince = entry.vacantSince, now.timeIntervalSince(vacantSince) > timeToLive { state.files[file] = nil }
-            }
+            state.forgetVacant(before: cutoff)
             return lines.count
         }
     }
@@ -297,7 +199,7 @@ public final class Registry: Sendable {
 
     /// Decides a change under the lock and applies it at once (a GET sees it), then answers once
     /// its lines are durable; if they cannot be written it is undone and the error thrown.
-    private func change(now: Date, _ decide: (State) -> Decision) async throws -> RegistryOutcome {
+    private func change(now: Date, _ decide: (RegistryState) -> Decision) async throws -> RegistryOutcome {
         try await withCheckedThrowingContinuation { continuation in
             state.withLockedValue { state in
                 switch decide(state) {
@@ -313,8 +215,8 @@ public final class Registry: Sendable {
     }
 
     /// Applies `lines` and queues them for the writer thread (the caller holds the lock).
-    private func record(_ lines: [JournalLine], touching files: [FileID], in state: inout State, now: Date, done: @escaping @Sendable ((any Error)?) -> Void) {
-        let replaced = files.map { ($0, state.files[$0]) }
+    private func record(_ lines: [JournalLine], touching files: [FileID], in state: inout RegistryState, now: Date, done: @escaping @Sendable ((any Error)?) -> Void) {
+        let replaced = files.map { ($0, state.stored($0)) }
         for line in lines { state.apply(line, now: now) }
         journal.enqueue(GroupCommitLog.Change(lines: lines.map(\.text), replaced: replaced, done: done))
     }
@@ -322,7 +224,7 @@ public final class Registry: Sendable {
     /// Writes every queued change in one append and sync, then answers them (writer thread).
     private func commitQueued() {
         let (changes, compaction) = state.withLockedValue { state in
-            (journal.take(), compactionDue(state) ? state.files : nil)
+            (journal.take(), compactionDue(state) ? state : nil)
         }
         do {
             try journal.write(changes)
@@ -344,7 +246,7 @@ public final class Registry: Sendable {
                 let average = try Self.compact(compaction, into: path)
                 bytesPerLine.withLockedValue { $0 = average }
                 try journal.reopen()
-                logger.info("compacted the journal", metadata: ["path": "\(path)", "files": "\(compaction.count)"])
+                logger.info("compacted the journal", metadata: ["path": "\(path)", "files": "\(compaction.fileCount)"])
             } catch {
                 logger.error("cannot compact the journal; appending to it as before", metadata: ["path": "\(path)", "error": "\(error)"])
             }
@@ -353,15 +255,15 @@ public final class Registry: Sendable {
     }
 
     /// Whether the journal has outgrown the state enough to be rewritten (writer thread, under the lock).
-    private func compactionDue(_ state: State) -> Bool {
-        let estimate = (state.files.count + state.holderCount) * bytesPerLine.withLockedValue { $0 }
+    private func compactionDue(_ state: RegistryState) -> Bool {
+        let estimate = (state.fileCount + state.holderCount) * bytesPerLine.withLockedValue { $0 }
         return journal.file.length > max(compactionThreshold, 2 * estimate)
     }
 
     /// Rewrites `path` as the lines that rebuild `files`, atomically, a chunk at a time; returns
     /// the average bytes of a line.
-    private static func compact(_ files: [FileID: Entry], into path: String) throws -> Int {
-        var entries = files.makeIterator()
+    private static func compact(_ state: RegistryState, into path: String) throws -> Int {
+        var entries = state.allFiles.makeIterator()
         var count = (lines: 0, bytes: 0)
         let chunks = AnyIterator<[UInt8]> {
             var chunk: [UInt8] = []
@@ -381,9 +283,9 @@ public final class Registry: Sendable {
 
     /// The journal lines that rebuild one file: its owner's share first, or a `file` line naming
     /// the owner when the owner holds no entry.
-    private static func snapshot(_ file: FileID, _ entry: Entry) -> [JournalLine] {
+    private static func snapshot(_ file: FileID, _ entry: EntryView) -> [JournalLine] {
         var lines: [JournalLine] = []
-        let holders = entry.holders.values.sorted { ($0.name == entry.owner ? 0 : 1, $0.address) < ($1.name == entry.owner ? 0 : 1, $1.address) }
+        let holders = entry.holders.sorted { ($0.name == entry.owner ? 0 : 1, $0.address) < ($1.name == entry.owner ? 0 : 1, $1.address) }
         if holders.first?.name != entry.owner {
             lines.append(.file(file: file, size: entry.size, owner: entry.owner, fileName: entry.name))
         }

@@ -1,0 +1,264 @@
+import Foundation
+import Wire
+
+/// A root hash as four machine words: a compact dictionary key that hashes fast.
+struct RootKey: Hashable, Sendable {
+    private let a, b, c, d: UInt64
+
+    init(_ file: FileID) {
+        func word(_ index: Int) -> UInt64 { file.bytes[index..<index + 8].reduce(0) { $0 << 8 | UInt64($1) } }
+        (a, b, c, d) = (word(0), word(8), word(16), word(24))
+    }
+
+    var file: FileID {
+        FileID(bytes: [a, b, c, d].flatMap { word in (0..<8).reversed().map { UInt8(truncatingIfNeeded: word >> ($0 * 8)) } })!
+    }
+}
+
+/// A holder as the registry shows it.
+struct HolderView: Sendable {
+    let address: String
+    let name: String
+    let fingerprint: String
+    let lastSeen: Date
+}
+
+/// A file as the registry shows it.
+struct EntryView: Sendable {
+    let size: UInt64
+    let name: String
+    /// The peer that first shared the file: it (or an admin) may withdraw it.
+    let owner: String
+    let withdrawn: Bool
+    let holders: [HolderView]
+}
+
+/// The registry's files and holders in compact form: files in an array of slots found through a
+/// dictionary of fixed-size keys; peers, names and addresses interned once and referred to by
+/// number; each certificate's holdings as a list of slots (for heartbeats, leaves and its quota).
+struct RegistryState: Sendable {
+    struct Holder: Sendable {
+        let peer: UInt32
+        var address: UInt32
+        /// Seconds since the reference date.
+        var lastSeen: Double
+    }
+
+    /// One file, as stored (what a change replaced, to undo it).
+    struct Entry: Sendable {
+        let root: RootKey
+        let size: UInt64
+        let name: String
+        let owner: UInt32
+        var holders: [Holder] = []
+        var withdrawn = false
+        /// When the last holder went (seconds since the reference date), or nil while held.
+        var vacantSince: Double?
+    }
+
+    private struct Peer: Sendable {
+        let name: String
+        let fingerprint: String
+        /// Slots of the files this certificate holds.
+        var holding: [UInt32] = []
+    }
+
+    /// Interns strings: each distinct one stored once, referred to by its number.
+    private struct Interned: Sendable {
+        private(set) var values: [String] = []
+        private var numbers: [String: UInt32] = [:]
+
+        mutating func number(_ value: String) -> UInt32 {
+            if let number = numbers[value] { return number }
+            values.append(value)
+            numbers[value] = UInt32(values.count - 1)
+            return UInt32(values.count - 1)
+        }
+
+        subscript(number: UInt32) -> String { values[Int(number)] }
+    }
+
+    private var slots: [RootKey: UInt32] = [:]
+    private var entries: [Entry] = []
+    private var freeSlots: [UInt32] = []
+    private var peers: [Peer] = []
+    private var peerNumbers: [String: UInt32] = [:]
+    private var names = Interned()
+    private var addresses = Interned()
+    private(set) var holderCount = 0
+
+    var fileCount: Int { slots.count }
+
+    // MARK: Reading
+
+    /// The file as stored, for undoing a change.
+    func stored(_ file: FileID) -> Entry? {
+        slots[RootKey(file)].map { entries[Int($0)] }
+    }
+
+    func entry(_ file: FileID) -> EntryView? {
+        stored(file).map(view)
+    }
+
+    private func view(_ entry: Entry) -> EntryView {
+        EntryView(size: entry.size, name: entry.name, owner: names[entry.owner], withdrawn: entry.withdrawn, holders: entry.holders.map(view))
+    }
+
+    private func view(_ holder: Holder) -> HolderView {
+        let peer = peers[Int(holder.peer)]
+        return HolderView(address: addresses[holder.address], name: peer.name, fingerprint: peer.fingerprint, lastSeen: Date(timeIntervalSinceReferenceDate: holder.lastSeen))
+    }
+
+    /// The caller's entry for `file`, if it holds one.
+    func holder(of file: FileID, fingerprint: String) -> HolderView? {
+        guard let peer = peerNumbers[fingerprint], let entry = stored(file) else { return nil }
+        return entry.holders.first { $0.peer == peer }.map(view)
+    }
+
+    /// How many files the certificate holds.
+    func heldCount(_ fingerprint: String) -> Int {
+        peerNumbers[fingerprint].map { peers[Int($0)].holding.count } ?? 0
+    }
+
+    /// The files `fingerprint` holds at `address`.
+    func files(of fingerprint: String, at address: String) -> [FileID] {
+        guard let peer = peerNumbers[fingerprint] else { return [] }
+        return peers[Int(peer)].holding.compactMap { slot in
+            let entry = entries[Int(slot)]
+            return entry.holders.contains { $0.peer == peer && addresses[$0.address] == address } ? entry.root.file : nil
+        }
+    }
+
+    /// Every file, in no particular order.
+    var allFiles: some Sequence<(FileID, EntryView)> {
+        slots.lazy.map { root, slot in (root.file, view(entries[Int(slot)])) }
+    }
+
+    /// Holders silent since before `cutoff`, by file.
+    func silentHolders(before cutoff: Date) -> [(FileID, [HolderView])] {
+        let limit = cutoff.timeIntervalSinceReferenceDate
+        return slots.compactMap { root, slot in
+            let silent = entries[Int(slot)].holders.filter { $0.lastSeen < limit }
+            return silent.isEmpty ? nil : (root.file, silent.map(view))
+        }
+    }
+
+    // MARK: Changing
+
+    mutating func touch(_ file: FileID, fingerprint: String, now: Date) {
+        guard let peer = peerNumbers[fingerprint], let slot = slots[RootKey(file)],
+              let index = entries[Int(slot)].holders.firstIndex(where: { $0.peer == peer }) else { return }
+        entries[Int(slot)].holders[index].lastSeen = now.timeIntervalSinceReferenceDate
+    }
+
+    /// Forgets the files nobody has held since before `cutoff` (withdrawn ones stay).
+    mutating func forgetVacant(before cutoff: Date) {
+        let limit = cutoff.timeIntervalSinceReferenceDate
+        for (root, slot) in slots {
+            let entry = entries[Int(slot)]
+            if !entry.withdrawn, entry.holders.isEmpty, let vacantSince = entry.vacantSince, vacantSince < limit { free(root) }
+        }
+    }
+
+    private mutating func create(_ file: FileID, size: UInt64, name: String, owner: String, vacantSince: Date?) -> UInt32 {
+        let root = RootKey(file)
+        if let slot = slots[root] { return slot }
+        let entry = Entry(root: root, size: size, name: name, owner: names.number(owner), vacantSince: vacantSince?.timeIntervalSinceReferenceDate)
+        let slot: UInt32
+        if let reused = freeSlots.popLast() {
+            slot = reused
+            entries[Int(slot)] = entry
+        } else {
+            slot = UInt32(entries.count)
+            entries.append(entry)
+        }
+        slots[root] = slot
+        return slot
+    }
+
+    private mutating func free(_ root: RootKey) {
+        guard let slot = slots.removeValue(forKey: root) else { return }
+        for holder in entries[Int(slot)].holders { unlink(slot, from: holder.peer) }
+        holderCount -= entries[Int(slot)].holders.count
+        entries[Int(slot)] = Entry(root: root, size: 0, name: "", owner: 0)
+        freeSlots.append(slot)
+    }
+
+    private mutating func peer(name: String, fingerprint: String) -> UInt32 {
+        if let number = peerNumbers[fingerprint] { return number }
+        peers.append(Peer(name: name, fingerprint: fingerprint))
+        peerNumbers[fingerprint] = UInt32(peers.count - 1)
+        return UInt32(peers.count - 1)
+    }
+
+    private mutating func unlink(_ slot: UInt32, from peer: UInt32) {
+        guard let index = peers[Int(peer)].holding.firstIndex(of: slot) else { return }
+        peers[Int(peer)].holding.swapAt(index, peers[Int(peer)].holding.count - 1)
+        peers[Int(peer)].holding.removeLast()
+    }
+
+    private mutating func add(_ holder: Holder, to slot: UInt32) {
+        entries[Int(slot)].vacantSince = nil
+        if let index = entries[Int(slot)].holders.firstIndex(where: { $0.peer == holder.peer }) {
+            entries[Int(slot)].holders[index] = holder
+        } else {
+            entries[Int(slot)].holders.append(holder)
+            peers[Int(holder.peer)].holding.append(slot)
+            holderCount += 1
+        }
+    }
+
+    private mutating func dropHolder(_ peer: UInt32, of slot: UInt32, now: Date) {
+        guard let index = entries[Int(slot)].holders.firstIndex(where: { $0.peer == peer }) else { return }
+        entries[Int(slot)].holders.remove(at: index)
+        if entries[Int(slot)].holders.isEmpty { entries[Int(slot)].vacantSince = now.timeIntervalSinceReferenceDate }
+        unlink(slot, from: peer)
+        holderCount -= 1
+    }
+
+    /// Puts back `entry` as it was before a change that could not be made durable.
+    mutating func restore(_ file: FileID, to entry: Entry?) {
+        free(RootKey(file))
+        guard let entry else { return }
+        let slot = create(file, size: entry.size, name: entry.name, owner: names[entry.owner], vacantSince: nil)
+        for holder in entry.holders { add(holder, to: slot) }
+        entries[Int(slot)].withdrawn = entry.withdrawn
+        entries[Int(slot)].vacantSince = entry.vacantSince
+    }
+
+    mutating func apply(_ line: JournalLine, now: Date) {
+        switch line {
+        case .share(let file, let size, let address, let name, let fingerprint, let fileName):
+            let slot = create(file, size: size, name: fileName, owner: name, vacantSince: nil)
+            add(Holder(peer: peer(name: name, fingerprint: fingerprint), address: addresses.number(address), lastSeen: now.timeIntervalSinceReferenceDate), to: slot)
+        case .file(let file, let size, let owner, let fileName):
+            _ = create(file, size: size, name: fileName, owner: owner, vacantSince: now)
+        case .remove(let file, _, _, let fingerprint):
+            guard let slot = slots[RootKey(file)], let peer = peerNumbers[fingerprint] else { return }
+            dropHolder(peer, of: slot, now: now)
+        case .legacyRemove(let file, let address, let name):
+            guard let slot = slots[RootKey(file)] else { return }
+            for holder in entries[Int(slot)].holders where addresses[holder.address] == address && peers[Int(holder.peer)].name == name {
+                dropHolder(holder.peer, of: slot, now: now)
+            }
+        case .withdraw(let file):
+            guard let slot = slots[RootKey(file)] else { return }
+            for holder in entries[Int(slot)].holders { dropHolder(holder.peer, of: slot, now: now) }
+            entries[Int(slot)].withdrawn = true
+        case .allow(let file):
+            guard let slot = slots[RootKey(file)] else { return }
+            entries[Int(slot)].withdrawn = false
+        case .leave(let address, _, let fingerprint):
+            guard let peer = peerNumbers[fingerprint] else { return }
+            for slot in peers[Int(peer)].holding where entries[Int(slot)].holders.contains(where: { $0.peer == peer && addresses[$0.address] == address }) {
+                dropHolder(peer, of: slot, now: now)
+            }
+        case .legacyLeave(let address, let name):
+            for slot in slots.values {
+                for holder in entries[Int(slot)].holders where addresses[holder.address] == address && peers[Int(holder.peer)].name == name {
+                    dropHolder(holder.peer, of: slot, now: now)
+                }
+            }
+        }
+    }
+}
