@@ -6,17 +6,17 @@ import Wire
 /// address and peer name; they are still read (`legacyRemove`, `legacyLeave`).
 enum JournalLine: Equatable {
     /// `share <root> <size> <host:port> <peer> <fingerprint> <file name>`
-    case share(file: FileID, size: UInt64, address: String, name: String, fingerprint: String, fileName: String)
+    case share(file: RootKey, size: UInt64, address: String, name: String, fingerprint: String, fileName: String)
     /// `file <root> <size> <owner> <file name>`: a file and its owner, with no holder.
-    case file(file: FileID, size: UInt64, owner: String, fileName: String)
+    case file(file: RootKey, size: UInt64, owner: String, fileName: String)
     /// `remove <root> <host:port> <peer> <fingerprint>`
-    case remove(file: FileID, address: String, name: String, fingerprint: String)
+    case remove(file: RootKey, address: String, name: String, fingerprint: String)
     /// `remove <root> <host:port> <peer>` (older form)
-    case legacyRemove(file: FileID, address: String, name: String)
+    case legacyRemove(file: RootKey, address: String, name: String)
     /// `withdraw <root>`
-    case withdraw(file: FileID)
+    case withdraw(file: RootKey)
     /// `allow <root>`
-    case allow(file: FileID)
+    case allow(file: RootKey)
     /// `leave <host:port> <peer> <fingerprint>`
     case leave(address: String, name: String, fingerprint: String)
     /// `leave <host:port> <peer>` (older form)
@@ -31,23 +31,23 @@ enum JournalLine: Equatable {
         guard let verb = words.first else { return nil }
         switch (verb, words.count) {
         case ("share", 7):
-            guard let file = FileID(hex: words[1]), let size = UInt64(words[2]), Self.isFingerprint(words[5]), !words[6].isEmpty else { return nil }
+            guard let file = RootKey(hex: words[1]), let size = UInt64(words[2]), Self.isFingerprint(words[5]), !words[6].isEmpty else { return nil }
             self = .share(file: file, size: size, address: String(words[3]), name: String(words[4]), fingerprint: String(words[5]), fileName: String(words[6]))
         case ("file", 5...):
             let words = Self.words(line, maxSplits: 4)
-            guard let file = FileID(hex: words[1]), let size = UInt64(words[2]) else { return nil }
+            guard let file = RootKey(hex: words[1]), let size = UInt64(words[2]) else { return nil }
             self = .file(file: file, size: size, owner: String(words[3]), fileName: String(words[4]))
         case ("remove", 5):
-            guard let file = FileID(hex: words[1]), Self.isFingerprint(words[4]) else { return nil }
+            guard let file = RootKey(hex: words[1]), Self.isFingerprint(words[4]) else { return nil }
             self = .remove(file: file, address: String(words[2]), name: String(words[3]), fingerprint: String(words[4]))
         case ("remove", 4):
-            guard let file = FileID(hex: words[1]) else { return nil }
+            guard let file = RootKey(hex: words[1]) else { return nil }
             self = .legacyRemove(file: file, address: String(words[2]), name: String(words[3]))
         case ("withdraw", 2):
-            guard let file = FileID(hex: words[1]) else { return nil }
+            guard let file = RootKey(hex: words[1]) else { return nil }
             self = .withdraw(file: file)
         case ("allow", 2):
-            guard let file = FileID(hex: words[1]) else { return nil }
+            guard let file = RootKey(hex: words[1]) else { return nil }
             self = .allow(file: file)
         case ("leave", 4):
             guard Self.isFingerprint(words[3]) else { return nil }
@@ -61,7 +61,20 @@ enum JournalLine: Equatable {
 
     /// The words of `line` split at single spaces (bytes, not characters: journals are long).
     private static func words(_ line: Substring, maxSplits: Int) -> [Substring] {
-        line.utf8.split(separator: UInt8(ascii: " "), maxSplits: maxSplits, omittingEmptySubsequences: false).map { Substring($0) }
+        var words: [Substring] = []
+        words.reserveCapacity(maxSplits + 1)
+        let bytes = line.utf8
+        var start = bytes.startIndex
+        var index = start
+        while index != bytes.endIndex, words.count < maxSplits {
+            if bytes[index] == UInt8(ascii: " ") {
+                words.append(line[start..<index])
+                start = bytes.index(after: index)
+            }
+            index = bytes.index(after: index)
+        }
+        words.append(line[start...])
+        return words
     }
 
     /// 64 lowercase hex digits, or `-` (an ownership-only line of the earlier format).

@@ -103,7 +103,7 @@ public final class Registry: Sendable {
             if state.holder(of: file, fingerprint: identity.fingerprint) == nil, state.heldCount(identity.fingerprint) >= maximumFilesPerPeer {
                 return .refuse(code: .quota, message: "this certificate holds \(maximumFilesPerPeer) files already, the most this tracker allows; remove some first")
             }
-            let line = JournalLine.share(file: file, size: size, address: address, name: identity.name, fingerprint: identity.fingerprint, fileName: name)
+            let line = JournalLine.share(file: RootKey(file), size: size, address: address, name: identity.name, fingerprint: identity.fingerprint, fileName: name)
             return .record([line], touching: [file], answer: "shared \(file) from \(address)")
         }
     }
@@ -132,12 +132,12 @@ public final class Registry: Sendable {
                 return .refuse(code: .fileNotFound, message: "no peer shares \(file)")
             }
             if identity.name == entry.owner || isAdmin {
-                return .record([.withdraw(file: file)], touching: [file], answer: "withdrew \(file) from the network")
+                return .record([.withdraw(file: RootKey(file))], touching: [file], answer: "withdrew \(file) from the network")
             }
             guard let holder = state.holder(of: file, fingerprint: identity.fingerprint) else {
                 return .refuse(code: .accessDenied, message: "only the peer that first shared \(file) or an admin may withdraw it, and you hold no entry of it")
             }
-            let line = JournalLine.remove(file: file, address: holder.address, name: holder.name, fingerprint: holder.fingerprint)
+            let line = JournalLine.remove(file: RootKey(file), address: holder.address, name: holder.name, fingerprint: holder.fingerprint)
             return .record([line], touching: [file], answer: "removed your entry for \(file)")
         }
     }
@@ -148,7 +148,7 @@ public final class Registry: Sendable {
             guard let entry = state.entry(file), entry.withdrawn else {
                 return .refuse(code: .fileNotFound, message: "\(file) is not withdrawn")
             }
-            return .record([.allow(file: file)], touching: [file], answer: "\(file) may be shared again")
+            return .record([.allow(file: RootKey(file))], touching: [file], answer: "\(file) may be shared again")
         }
     }
 
@@ -179,7 +179,7 @@ public final class Registry: Sendable {
             let cutoff = now - timeToLive
             let silent = state.silentHolders(before: cutoff)
             let lines = silent.flatMap { file, holders in
-                holders.map { JournalLine.remove(file: file, address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
+                holders.map { JournalLine.remove(file: RootKey(file), address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
             }
             if !lines.isEmpty {
                 record(lines, touching: silent.map(\.0), in: &state, now: now) { [logger] error in
@@ -283,7 +283,7 @@ public final class Registry: Sendable {
 
     /// The journal lines that rebuild one file: its owner's share first, or a `file` line naming
     /// the owner when the owner holds no entry.
-    private static func snapshot(_ file: FileID, _ entry: EntryView) -> [JournalLine] {
+    private static func snapshot(_ file: RootKey, _ entry: EntryView) -> [JournalLine] {
         var lines: [JournalLine] = []
         let holders = entry.holders.sorted { ($0.name == entry.owner ? 0 : 1, $0.address) < ($1.name == entry.owner ? 0 : 1, $1.address) }
         if holders.first?.name != entry.owner {

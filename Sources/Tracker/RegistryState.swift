@@ -2,13 +2,34 @@ import Foundation
 import Wire
 
 /// A root hash as four machine words: a compact dictionary key that hashes fast.
-struct RootKey: Hashable, Sendable {
+struct RootKey: Hashable, Sendable, CustomStringConvertible {
     private let a, b, c, d: UInt64
 
     init(_ file: FileID) {
         func word(_ index: Int) -> UInt64 { file.bytes[index..<index + 8].reduce(0) { $0 << 8 | UInt64($1) } }
         (a, b, c, d) = (word(0), word(8), word(16), word(24))
     }
+
+    /// Reads 64 lowercase hex digits.
+    init?(hex: Substring) {
+        let digits = hex.utf8
+        guard digits.count == 64 else { return nil }
+        var words: [UInt64] = [0, 0, 0, 0]
+        var position = 0
+        for digit in digits {
+            let value: UInt8
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = digit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = digit - UInt8(ascii: "a") + 10
+            default: return nil
+            }
+            words[position / 16] = words[position / 16] << 4 | UInt64(value)
+            position += 1
+        }
+        (a, b, c, d) = (words[0], words[1], words[2], words[3])
+    }
+
+    var description: String { file.description }
 
     var file: FileID {
         FileID(bytes: [a, b, c, d].flatMap { word in (0..<8).reversed().map { UInt8(truncatingIfNeeded: word >> ($0 * 8)) } })!
@@ -130,8 +151,8 @@ struct RegistryState: Sendable {
     }
 
     /// Every file, in no particular order.
-    var allFiles: some Sequence<(FileID, EntryView)> {
-        slots.lazy.map { root, slot in (root.file, view(entries[Int(slot)])) }
+    var allFiles: some Sequence<(RootKey, EntryView)> {
+        slots.lazy.map { root, slot in (root, view(entries[Int(slot)])) }
     }
 
     /// Holders silent since before `cutoff`, by file.
@@ -160,8 +181,7 @@ struct RegistryState: Sendable {
         }
     }
 
-    private mutating func create(_ file: FileID, size: UInt64, name: String, owner: String, vacantSince: Date?) -> UInt32 {
-        let root = RootKey(file)
+    private mutating func create(_ root: RootKey, size: UInt64, name: String, owner: String, vacantSince: Date?) -> UInt32 {
         if let slot = slots[root] { return slot }
         let entry = Entry(root: root, size: size, name: name, owner: names.number(owner), vacantSince: vacantSince?.timeIntervalSinceReferenceDate)
         let slot: UInt32
@@ -220,7 +240,7 @@ struct RegistryState: Sendable {
     mutating func restore(_ file: FileID, to entry: Entry?) {
         free(RootKey(file))
         guard let entry else { return }
-        let slot = create(file, size: entry.size, name: entry.name, owner: names[entry.owner], vacantSince: nil)
+        let slot = create(entry.root, size: entry.size, name: entry.name, owner: names[entry.owner], vacantSince: nil)
         for holder in entry.holders { add(holder, to: slot) }
         entries[Int(slot)].withdrawn = entry.withdrawn
         entries[Int(slot)].vacantSince = entry.vacantSince
@@ -234,19 +254,19 @@ struct RegistryState: Sendable {
         case .file(let file, let size, let owner, let fileName):
             _ = create(file, size: size, name: fileName, owner: owner, vacantSince: now)
         case .remove(let file, _, _, let fingerprint):
-            guard let slot = slots[RootKey(file)], let peer = peerNumbers[fingerprint] else { return }
+            guard let slot = slots[file], let peer = peerNumbers[fingerprint] else { return }
             dropHolder(peer, of: slot, now: now)
         case .legacyRemove(let file, let address, let name):
-            guard let slot = slots[RootKey(file)] else { return }
+            guard let slot = slots[file] else { return }
             for holder in entries[Int(slot)].holders where addresses[holder.address] == address && peers[Int(holder.peer)].name == name {
                 dropHolder(holder.peer, of: slot, now: now)
             }
         case .withdraw(let file):
-            guard let slot = slots[RootKey(file)] else { return }
+            guard let slot = slots[file] else { return }
             for holder in entries[Int(slot)].holders { dropHolder(holder.peer, of: slot, now: now) }
             entries[Int(slot)].withdrawn = true
         case .allow(let file):
-            guard let slot = slots[RootKey(file)] else { return }
+            guard let slot = slots[file] else { return }
             entries[Int(slot)].withdrawn = false
         case .leave(let address, _, let fingerprint):
             guard let peer = peerNumbers[fingerprint] else { return }
