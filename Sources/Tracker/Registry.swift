@@ -115,11 +115,9 @@ public final class Registry: Sendable {
             guard let entry = state.entry(file), !entry.withdrawn else {
                 return .failure(code: .fileNotFound, message: "no peer shares \(file)")
             }
-            let live = entry.holders
-                .filter { now.timeIntervalSince($0.lastSeen) <= timeToLive }
+            let live = state.liveHolders(of: file, since: now - timeToLive)
                 .shuffled()
                 .prefix(TrackerResponse.maximumHolders)
-                .map { HolderRecord(address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
             guard !live.isEmpty else { return .failure(code: .noSeeders, message: "no peer holding \(file) is online") }
             return .holders(size: entry.size, name: entry.name, Array(live))
         }

@@ -36,22 +36,16 @@ struct RootKey: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A holder as the registry shows it.
-struct HolderView: Sendable {
-    let address: String
-    let name: String
-    let fingerprint: String
-    let lastSeen: Date
-}
-
-/// A file as the registry shows it.
+/// A file as the registry shows it: the stored entry with its owner and holders spelled out.
 struct EntryView: Sendable {
-    let size: UInt64
-    let name: String
+    let stored: RegistryState.Entry
     /// The peer that first shared the file: it (or an admin) may withdraw it.
     let owner: String
-    let withdrawn: Bool
-    let holders: [HolderView]
+    let holders: [HolderRecord]
+
+    var size: UInt64 { stored.size }
+    var name: String { stored.name }
+    var withdrawn: Bool { stored.withdrawn }
 }
 
 /// The registry's files and holders in compact form: files in an array of slots found through a
@@ -122,18 +116,24 @@ struct RegistryState: Sendable {
     }
 
     private func view(_ entry: Entry) -> EntryView {
-        EntryView(size: entry.size, name: entry.name, owner: names[entry.owner], withdrawn: entry.withdrawn, holders: entry.holders.map(view))
+        EntryView(stored: entry, owner: names[entry.owner], holders: entry.holders.map(record))
     }
 
-    private func view(_ holder: Holder) -> HolderView {
+    private func record(_ holder: Holder) -> HolderRecord {
         let peer = peers[Int(holder.peer)]
-        return HolderView(address: addresses[holder.address], name: peer.name, fingerprint: peer.fingerprint, lastSeen: Date(timeIntervalSinceReferenceDate: holder.lastSeen))
+        return HolderRecord(address: addresses[holder.address], name: peer.name, fingerprint: peer.fingerprint)
+    }
+
+    /// The holders of `file` seen since `cutoff`.
+    func liveHolders(of file: FileID, since cutoff: Date) -> [HolderRecord] {
+        let limit = cutoff.timeIntervalSinceReferenceDate
+        return stored(file)?.holders.filter { $0.lastSeen >= limit }.map(record) ?? []
     }
 
     /// The caller's entry for `file`, if it holds one.
-    func holder(of file: FileID, fingerprint: String) -> HolderView? {
+    func holder(of file: FileID, fingerprint: String) -> HolderRecord? {
         guard let peer = peerNumbers[fingerprint], let entry = stored(file) else { return nil }
-        return entry.holders.first { $0.peer == peer }.map(view)
+        return entry.holders.first { $0.peer == peer }.map(record)
     }
 
     /// How many files the certificate holds.
@@ -156,11 +156,11 @@ struct RegistryState: Sendable {
     }
 
     /// Holders silent since before `cutoff`, by file.
-    func silentHolders(before cutoff: Date) -> [(FileID, [HolderView])] {
+    func silentHolders(before cutoff: Date) -> [(FileID, [HolderRecord])] {
         let limit = cutoff.timeIntervalSinceReferenceDate
         return slots.compactMap { root, slot in
             let silent = entries[Int(slot)].holders.filter { $0.lastSeen < limit }
-            return silent.isEmpty ? nil : (root.file, silent.map(view))
+            return silent.isEmpty ? nil : (root.file, silent.map(record))
         }
     }
 
