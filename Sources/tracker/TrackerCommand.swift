@@ -46,6 +46,8 @@ struct TrackerCommand: AsyncParsableCommand {
         if let value = try file?.integer("idle-timeout", in: 5...86400) { settings.idleTimeout = Int64(value) }
         if let value = try file?.integer("handshake-timeout", in: 1...300) { settings.handshakeTimeout = Int64(value) }
         try ProgramSupport.bootstrapLogging(levelName: file?.string("log-level"))
+        // Past a file-size limit a journal append fails (and is cut back) instead of killing the tracker.
+        signal(SIGXFSZ, SIG_IGN)
         let logger = Logger(label: "tracker")
         let server = try TrackerServer(configuration: settings, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)

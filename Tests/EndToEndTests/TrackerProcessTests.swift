@@ -18,9 +18,17 @@ final class TrackerProcess {
     let address: TrackerAddress
     private let output = Pipe()
 
-    init(folder: String, arguments: [String], listen: String = "127.0.0.1:0") throws {
-        process.executableURL = Command.productsFolder.appendingPathComponent("tracker")
-        process.arguments = [listen] + arguments
+    /// `fileSizeLimit` starts the tracker under that RLIMIT_FSIZE (bytes), as a full disk would stop it.
+    init(folder: String, arguments: [String], listen: String = "127.0.0.1:0", fileSizeLimit: Int? = nil) throws {
+        let tracker = Command.productsFolder.appendingPathComponent("tracker")
+        if let fileSizeLimit {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            // A soft limit only, so that it can be lifted again.
+            process.arguments = ["--fsize=\(fileSizeLimit):unlimited", tracker.path, listen] + arguments
+        } else {
+            process.executableURL = tracker
+            process.arguments = [listen] + arguments
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: folder)
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
@@ -41,6 +49,15 @@ final class TrackerProcess {
             throw TrackerDidNotStart(output: text)
         }
         self.address = address
+    }
+
+    /// Lifts the file-size limit, as space returning to a full disk would.
+    func liftFileSizeLimit() throws {
+        let prlimit = Process()
+        prlimit.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+        prlimit.arguments = ["--pid", "\(process.processIdentifier)", "--fsize=unlimited:unlimited"]
+        try prlimit.run()
+        prlimit.waitUntilExit()
     }
 
     func kill9() {
@@ -79,8 +96,35 @@ final class TrackerProcess {
         return TrackerClient(address: tracker.address, tls: tls, group: group)
     }
 
-    private func start() throws -> TrackerProcess {
-        try TrackerProcess(folder: ca.folder.path, arguments: ["--pki", ca.layout.folder, "--name", "tracker1", "--data", ca.folder.file("data")])
+    private func start(fileSizeLimit: Int? = nil) throws -> TrackerProcess {
+        try TrackerProcess(folder: ca.folder.path, arguments: ["--pki", ca.layout.folder, "--name", "tracker1", "--data", ca.folder.file("data")], fileSizeLimit: fileSizeLimit)
+    }
+
+    @Test func aShareRefusedOnAFullDiskNeverComesBackAndLaterSharesStay() async throws {
+        let first = try start()
+        let kept = FileID(hex: String(repeating: "e5", count: 32))!
+        #expect(try await client("alice", first).send(.share(file: kept, size: 42, port: 7001, name: "kept.bin")) == .ok("shared \(kept) from 127.0.0.1:7001"))
+        first.stop()
+        // Room for part of one more journal line only.
+        let journal = try FileManager.default.attributesOfItem(atPath: ca.folder.file("data") + "/seeders.txt")[.size] as! Int
+        let full = try start(fileSizeLimit: journal + 60)
+        let refused = FileID(hex: String(repeating: "f6", count: 32))!
+        guard case .failure(.trackerError, _) = try await client("alice", full).send(.share(file: refused, size: 7, port: 7001, name: "refused.bin")) else {
+            Issue.record("a share that could not be written was not refused")
+            return
+        }
+        try full.liftFileSizeLimit()
+        let later = FileID(hex: String(repeating: "a7", count: 32))!
+        #expect(try await client("bob", full).send(.share(file: later, size: 9, port: 7002, name: "later.bin")) == .ok("shared \(later) from 127.0.0.1:7002"))
+        full.kill9()
+        let second = try start()
+        defer { second.stop() }
+        let bob = try client("bob", second)
+        #expect(try await bob.send(.get(file: refused)) == .failure(code: .fileNotFound, message: "no peer shares \(refused)"))
+        guard case .holders(9, "later.bin", _) = try await bob.send(.get(file: later)), case .holders(42, "kept.bin", _) = try await bob.send(.get(file: kept)) else {
+            Issue.record("an answered share was lost after the disk was full")
+            return
+        }
     }
 
     @Test func anAnsweredShareSurvivesKillNine() async throws {
