@@ -13,10 +13,20 @@ import Wire
 /// A bounded load generator for the tracker: `GET` requests per second over persistent
 /// connections (each keeping a window of requests in flight), and with a new mutual-TLS
 /// connection per request. The tracker runs in this process on its own event loops.
-/// Arguments: seconds per test (default 5), persistent connections (default 16).
+/// Arguments: seconds per test (default 5), persistent connections (default 16); or
+/// `registry [files] [seconds]` for the registry at scale (``RegistryScale``).
 @main
 struct TrackerBenchmark {
     static func main() async throws {
+        switch CommandLine.arguments.dropFirst().first {
+        case "registry":
+            let numbers = CommandLine.arguments.dropFirst(2).compactMap { Int($0) }
+            return try await RegistryScale.run(files: numbers.first ?? 1_000_000, seconds: numbers.dropFirst().first ?? 5)
+        case "registry-start":
+            return try RegistryScale.start(folder: CommandLine.arguments[2])
+        default:
+            break
+        }
         let arguments = CommandLine.arguments.dropFirst().compactMap { Int($0) }
         let seconds = arguments.first ?? 5
         let connections = arguments.dropFirst().first ?? 16
@@ -55,8 +65,17 @@ struct TrackerBenchmark {
 
     /// Each connection keeps `window` GETs in flight and sends another for every answer.
     static func persistentRate(port: Int, tls: TLSContext, group: EventLoopGroup, file: FileID, connections: Int, seconds: Int) throws -> Double {
-        let counters = try (0..<connections).map { _ -> (Channel, LoadDriver) in
-            let driver = LoadDriver(request: TrackerRequest.get(file: file).line + "\n", window: 32)
+        try persistentRate(port: port, tls: tls, group: group, connections: connections, window: 32, seconds: seconds) { _ in
+            { TrackerRequest.get(file: file).line + "\n" }
+        }
+    }
+
+    /// Each connection keeps `window` requests made by `requests(connection)` in flight.
+    static func persistentRate(
+        port: Int, tls: TLSContext, group: EventLoopGroup, connections: Int, window: Int, seconds: Int, requests: (Int) -> @Sendable () -> String
+    ) throws -> Double {
+        let counters = try (0..<connections).map { index -> (Channel, LoadDriver) in
+            let driver = LoadDriver(window: window, next: requests(index))
             let channel = try ClientBootstrap(group: group)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -71,9 +90,9 @@ struct TrackerBenchmark {
             return (channel, driver)
         }
         Thread.sleep(forTimeInterval: 0.5)
-        let start = counters.map { channel, driver in try! channel.eventLoop.submit { driver.answers }.wait() }.reduce(0, +)
+        let start = counters.map { channel, driver in try! channel.eventLoop.submit { driver.successes }.wait() }.reduce(0, +)
         Thread.sleep(forTimeInterval: TimeInterval(seconds))
-        let end = counters.map { channel, driver in try! channel.eventLoop.submit { driver.answers }.wait() }.reduce(0, +)
+        let end = counters.map { channel, driver in try! channel.eventLoop.submit { driver.successes }.wait() }.reduce(0, +)
         for (channel, _) in counters { try channel.close().wait() }
         return Double(end - start) / Double(seconds)
     }
@@ -100,31 +119,33 @@ struct TrackerBenchmark {
     }
 }
 
-/// Keeps `window` requests in flight on one connection and counts complete answers.
+/// Keeps `window` requests in flight on one connection and counts complete answers (and `OK`s).
 final class LoadDriver: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = String
     typealias OutboundOut = ByteBuffer
-    private let request: String
+    private let next: @Sendable () -> String
     private let window: Int
     private var reader = TrackerResponseReader()
     private(set) var answers = 0
+    private(set) var successes = 0
 
-    init(request: String, window: Int) {
-        self.request = request
+    init(window: Int, next: @escaping @Sendable () -> String) {
+        self.next = next
         self.window = window
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSEvent.handshakeCompleted? = event as? TLSEvent {
-            let batch = String(repeating: request, count: window)
+            let batch = (0..<window).map { _ in next() }.joined()
             context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: batch)), promise: nil)
         }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard (try? reader.consume(unwrapInboundIn(data))) != nil else { return }
+        guard let response = try? reader.consume(unwrapInboundIn(data)) else { return }
         answers += 1
-        context.write(wrapOutboundOut(context.channel.allocator.buffer(string: request)), promise: nil)
+        if case .failure = response {} else { successes += 1 }
+        context.write(wrapOutboundOut(context.channel.allocator.buffer(string: next())), promise: nil)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

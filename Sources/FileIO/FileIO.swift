@@ -84,12 +84,18 @@ public enum FileIO {
 
     /// Creates `path` with `mode`, failing if anything already exists there, and writes `bytes` durably.
     public static func createExclusive(_ path: String, bytes: some Collection<UInt8>, mode: mode_t) throws(FileIOError) {
+        try createExclusive(path, chunks: CollectionOfOne(Array(bytes)), mode: mode)
+    }
+
+    /// Creates `path` with `mode`, failing if anything already exists there, and writes `chunks`
+    /// one after the other, durably (a large file never has to be held in memory whole).
+    public static func createExclusive(_ path: String, chunks: some Sequence<[UInt8]>, mode: mode_t) throws(FileIOError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { throw .fromErrno(errno, path: path, operation: "create") }
         do throws(FileIOError) {
             // The umask may have narrowed the mode; it must never widen it, but make it exact.
             guard fchmod(fd, mode) == 0 else { throw FileIOError.fromErrno(errno, path: path, operation: "create") }
-            try writeAll(fd, Array(bytes), path: path)
+            for chunk in chunks { try writeAll(fd, chunk, path: path) }
             guard fsync(fd) == 0 else { throw FileIOError.fromErrno(errno, path: path, operation: "sync") }
         } catch {
             close(fd)
@@ -102,9 +108,14 @@ public enum FileIO {
 
     /// Replaces `path` atomically: a reader sees either the old content or the new, never a mix.
     public static func replaceAtomically(_ path: String, bytes: some Collection<UInt8>, mode: mode_t) throws(FileIOError) {
+        try replaceAtomically(path, chunks: CollectionOfOne(Array(bytes)), mode: mode)
+    }
+
+    /// Replaces `path` atomically with `chunks` written one after the other.
+    public static func replaceAtomically(_ path: String, chunks: some Sequence<[UInt8]>, mode: mode_t) throws(FileIOError) {
         let temporary = "\(path).tmp-\(getpid())"
         unlink(temporary)
-        try createExclusive(temporary, bytes: bytes, mode: mode)
+        try createExclusive(temporary, chunks: chunks, mode: mode)
         guard rename(temporary, path) == 0 else {
             let code = errno
             unlink(temporary)
@@ -195,10 +206,17 @@ public final class AppendLog: @unchecked Sendable {
     public typealias Write = @Sendable (Int32, UnsafeRawBufferPointer) -> Int
 
     private let fd: Int32
-    private let write: Write
+    /// The function that writes to the file (the system's `write(2)` unless a test injects failures).
+    public let write: Write
     public let path: String
     /// Bytes of whole, durable lines in the file.
     public private(set) var length: Int
+
+    /// Cuts the file back to `length` bytes (a torn last line found by replay) and makes that durable.
+    public func truncate(to length: Int) throws(FileIOError) {
+        guard ftruncate(fd, off_t(length)) == 0, fdatasync(fd) == 0 else { throw .fromErrno(errno, path: path, operation: "truncate") }
+        self.length = length
+    }
 
     /// Opens `path` for appending, creating it if needed; `write` is the system's unless a test
     /// injects failures.

@@ -1,5 +1,6 @@
 import FileIO
 import Foundation
+import Logging
 import PKI
 import NIOConcurrencyHelpers
 import Wire
@@ -24,178 +25,101 @@ public enum RegistryOutcome: Equatable, Sendable {
 /// nobody holds is forgotten after the time to live (a withdrawal stays), so one party cannot fill
 /// the registry or the journal.
 ///
-/// `seeders.txt` is a journal: every change is one appended line (``JournalLine``), fsynced before
-/// the request is answered, so an answered share survives `kill -9`; an append that fails is cut
-/// back. On start the journal is replayed line by line (a torn last line, from a crash in
-/// mid-append, was never answered and is ignored; a damaged line before it stops the start with
-/// its number) and rewritten compactly through a temporary file, fsync and rename.
+/// `seeders.txt` is a journal: every change is applied in memory at once and appended as a line
+/// (``JournalLine``) by a writer thread that syncs many changes together (``GroupCommitLog``); a
+/// change is answered only once its line is durable, so an answered share survives `kill -9`, and
+/// one that cannot be written is undone. On start the journal is replayed (a torn last line, from
+/// a crash in mid-append, was never answered and is cut off). Whenever it outgrows the state, at
+/// start or while running, it is rewritten compactly through a temporary file, fsync and rename.
 public final class Registry: Sendable {
-    struct Holder: Sendable {
-        var address: String
-        let name: String
-        let fingerprint: String
-        /// The signer whose header this holder announced.
-        var signer: String
-        var lastSeen: Date
-    }
-
-    /// What one signer vouches for under a root.
-    struct Claim: Sendable, Equatable {
-        let size: UInt64
-        let name: String
-        let signerFingerprint: String
-        var withdrawn = false
-    }
-
-    struct Entry: Sendable {
-        /// By signer name.
-        var claims: [String: Claim] = [:]
-        /// By certificate fingerprint.
-        var holders: [String: Holder] = [:]
-        /// Withdrawn by an admin: nobody may share the root until an admin allows it again.
-        var withdrawn = false
-        /// When the last holder went; a file nobody holds for the time to live is forgotten.
-        var vacantSince: Date?
-
-        /// Whether forgetting the file would lose a withdrawal.
-        var hasWithdrawal: Bool { withdrawn || claims.values.contains(where: \.withdrawn) }
-    }
-
-    private struct State: Sendable {
-        var files: [FileID: Entry] = [:]
-        /// The files each certificate (by fingerprint) holds.
-        var holdings: [String: Set<FileID>] = [:]
-        var holderCount = 0
-
-        mutating func add(_ holder: Holder, to file: FileID) {
-            files[file]!.vacantSince = nil
-            if files[file]!.holders.updateValue(holder, forKey: holder.fingerprint) == nil {
-                holdings[holder.fingerprint, default: []].insert(file)
-                holderCount += 1
-            }
-        }
-
-        mutating func dropHolder(_ fingerprint: String, of file: FileID, now: Date) {
-            guard files[file]?.holders.removeValue(forKey: fingerprint) != nil else { return }
-            if files[file]!.holders.isEmpty { files[file]!.vacantSince = now }
-            holdings[fingerprint]?.remove(file)
-            if holdings[fingerprint]?.isEmpty == true { holdings[fingerprint] = nil }
-            holderCount -= 1
-        }
-
-        mutating func dropHolders(of file: FileID, now: Date, where condition: (Holder) -> Bool) {
-            for holder in files[file].map({ Array($0.holders.values) }) ?? [] where condition(holder) {
-                dropHolder(holder.fingerprint, of: file, now: now)
-            }
-        }
-
-        /// The files `fingerprint` holds at `address`.
-        func files(of fingerprint: String, at address: String) -> [FileID] {
-            (holdings[fingerprint] ?? []).filter { files[$0]?.holders[fingerprint]?.address == address }
-        }
-
-        mutating func apply(_ line: JournalLine, now: Date) {
-            switch line {
-            case .claim(let file, let size, let signer, let signerFingerprint, let fileName):
-                if files[file] == nil { files[file] = Entry(vacantSince: now) }
-                files[file]!.claims[signer] = Claim(size: size, name: fileName, signerFingerprint: signerFingerprint)
-            case .hold(let file, let signer, let address, let name, let fingerprint):
-                guard files[file]?.claims[signer] != nil else { return }
-                add(Holder(address: address, name: name, fingerprint: fingerprint, signer: signer, lastSeen: now), to: file)
-            case .share(let file, let size, let address, let name, let fingerprint, let fileName):
-                // A journal from before shares carried proof: the first sharer of a root holds the
-                // claim, later ones hold under it; fingerprint `-` only kept the claim.
-                if files[file] == nil { files[file] = Entry(vacantSince: now) }
-                let signer = files[file]!.claims.keys.min() ?? name
-                if files[file]!.claims.isEmpty {
-                    files[file]!.claims[signer] = Claim(size: size, name: fileName, signerFingerprint: fingerprint)
-                }
-                guard fingerprint != "-" else { return }
-                add(Holder(address: address, name: name, fingerprint: fingerprint, signer: signer, lastSeen: now), to: file)
-            case .remove(let file, _, _, let fingerprint):
-                dropHolder(fingerprint, of: file, now: now)
-            case .legacyRemove(let file, let address, let name):
-                dropHolders(of: file, now: now) { $0.address == address && $0.name == name }
-            case .withdraw(let file, nil):
-                dropHolders(of: file, now: now) { _ in true }
-                files[file, default: Entry()].withdrawn = true
-            case .withdraw(let file, let signer?):
-                guard files[file]?.claims[signer] != nil else { return }
-                files[file]!.claims[signer]!.withdrawn = true
-                dropHolders(of: file, now: now) { $0.signer == signer }
-            case .allow(let file):
-                guard var entry = files[file] else { return }
-                entry.withdrawn = false
-                for signer in entry.claims.keys { entry.claims[signer]!.withdrawn = false }
-                if entry.holders.isEmpty { entry.vacantSince = now }
-                files[file] = entry
-            case .leave(let address, _, let fingerprint):
-                for file in self.files(of: fingerprint, at: address) { dropHolder(fingerprint, of: file, now: now) }
-            case .legacyLeave(let address, let name):
-                for file in Array(files.keys) { dropHolders(of: file, now: now) { $0.address == address && $0.name == name } }
-            }
-        }
-    }
-
-    private let state: NIOLockedValueBox<State>
-    private let journal: AppendLog
+    private let state: NIOLockedValueBox<RegistryState>
+    private let journal: GroupCommitLog
+    private let logger: Logger
     /// Holders silent for longer than this are dropped, and files nobody holds for as long are forgotten.
     public let timeToLive: TimeInterval
     /// Most files one certificate may hold.
     public let maximumFilesPerPeer: Int
+    /// The journal is compacted while running once it is larger than this and than twice the state.
+    public let compactionThreshold: Int
     public let path: String
+    /// Average bytes of a journal line in the last compaction, to estimate the state's size.
+    private let bytesPerLine: NIOLockedValueBox<Int>
 
     /// Opens (creating if needed) the registry kept in `folder/seeders.txt`; `journalWrite` replaces
     /// the system's `write(2)` for the journal when a test injects failures.
     public init(
-        folder: String, timeToLive: TimeInterval, maximumFilesPerPeer: Int = 10_000, now: Date = Date(), journalWrite: AppendLog.Write? = nil
+        folder: String, timeToLive: TimeInterval, maximumFilesPerPeer: Int = 10_000, compactionThreshold: Int = 64 << 20,
+        logger: Logger = Logger(label: "registry"), now: Date = Date(), journalWrite: AppendLog.Write? = nil
     ) throws {
         try FileIO.makeFolder(folder, mode: 0o755)
         path = "\(folder)/seeders.txt"
         self.timeToLive = timeToLive
         self.maximumFilesPerPeer = maximumFilesPerPeer
-        var replayed = State()
-        if FileIO.exists(path) {
-            // A torn last line, after the last line feed, was never answered: it is not replayed.
-            _ = try FileIO.forEachLine(path, maximumLineLength: JournalLine.maximumLength) { [path] line, number in
+        self.compactionThreshold = compactionThreshold
+        self.logger = logger
+        var replayed = RegistryState()
+        var read = (lines: 0, bytes: 0)
+        var earlierFormat = false
+        let existed = FileIO.exists(path)
+        if existed {
+            read.bytes = try FileIO.forEachLine(path, maximumLineLength: JournalLine.maximumLength) { [path] line, number in
                 guard let parsed = JournalLine(line) else { throw JournalError(path: path, line: number, text: String(line)) }
                 replayed.apply(parsed, now: now)
+                earlierFormat = earlierFormat || parsed.isEarlierFormat
+                read.lines = number
+            }.wholeLines
+        }
+        state = NIOLockedValueBox(replayed)
+        let averageLine = read.lines == 0 ? 200 : read.bytes / read.lines
+        // Lines of an earlier format are rewritten in the current one at once.
+        let compacting = !existed || earlierFormat || read.bytes > max(compactionThreshold, 2 * (replayed.fileCount + replayed.holderCount) * averageLine)
+        bytesPerLine = NIOLockedValueBox(compacting ? try Self.compact(replayed, into: path) : averageLine)
+        let file = try AppendLog(path: path, write: journalWrite)
+        // A torn last line, after the last line feed, was never answered: it is not replayed, and cut off.
+        if !compacting, file.length > read.bytes { try file.truncate(to: read.bytes) }
+        journal = GroupCommitLog(file: file)
+        let thread = Thread { [weak self, journal] in
+            while journal.waitForWork() {
+                guard let self else { return }
+                self.commitQueued()
             }
         }
-        try FileIO.replaceAtomically(path, bytes: Array(Self.snapshot(replayed.files).map { $0.text + "\n" }.joined().utf8), mode: 0o644)
-        state = NIOLockedValueBox(replayed)
-        journal = try AppendLog(path: path, write: journalWrite)
+        thread.name = "seeders.txt"
+        thread.start()
+    }
+
+    deinit {
+        journal.stop()
     }
 
     /// Number of files and of holder entries, for the start-up log line.
     public var counts: (files: Int, holders: Int) {
-        state.withLockedValue { state in (state.files.count, state.holderCount) }
+        state.withLockedValue { state in (state.fileCount, state.holderCount) }
     }
 
     /// Records `identity` at `address` as the holder of `file` under the claim of `signer`, whose
     /// verified header gave `size` and `name`; an earlier entry of the same certificate moves.
     public func share(
         file: FileID, size: UInt64, name: String, signer: VerifiedIdentity, address: String, identity: VerifiedIdentity, now: Date = Date()
-    ) throws -> RegistryOutcome {
-        try state.withLockedValue { state in
-            let entry = state.files[file]
-            if entry?.withdrawn == true {
-                return .refused(code: .withdrawn, message: "\(file) was withdrawn from the network; an admin must allow it again")
+    ) async throws -> RegistryOutcome {
+        try await change(now: now) { state in
+            let claim = state.claim(on: file, by: signer.name)
+            if state.stored(file)?.withdrawn == true {
+                return .refuse(code: .withdrawn, message: "\(file) was withdrawn from the network; an admin must allow it again")
             }
-            if entry?.claims[signer.name]?.withdrawn == true {
-                return .refused(code: .withdrawn, message: "\(file) as signed by '\(signer.name)' was withdrawn; its signer shares it again with a new .mtorrent only after an admin allows it")
+            if claim?.withdrawn == true {
+                return .refuse(code: .withdrawn, message: "\(file) as signed by '\(signer.name)' was withdrawn; its signer shares it again with a new .mtorrent only after an admin allows it")
             }
-            if entry?.holders[identity.fingerprint] == nil, state.holdings[identity.fingerprint]?.count ?? 0 >= maximumFilesPerPeer {
-                return .refused(code: .quota, message: "this certificate holds \(maximumFilesPerPeer) files already, the most this tracker allows; remove some first")
+            if state.holder(of: file, fingerprint: identity.fingerprint) == nil, state.heldCount(identity.fingerprint) >= maximumFilesPerPeer {
+                return .refuse(code: .quota, message: "this certificate holds \(maximumFilesPerPeer) files already, the most this tracker allows; remove some first")
             }
+            let root = RootKey(file)
             var lines: [JournalLine] = []
-            if entry?.claims[signer.name] != Claim(size: size, name: name, signerFingerprint: signer.fingerprint) {
-                lines.append(.claim(file: file, size: size, signer: signer.name, signerFingerprint: signer.fingerprint, fileName: name))
+            if claim.map({ $0.size == size && $0.name == name && $0.signerFingerprint == signer.fingerprint }) != true {
+                lines.append(.claim(file: root, size: size, signer: signer.name, signerFingerprint: signer.fingerprint, fileName: name))
             }
-            lines.append(.hold(file: file, signer: signer.name, address: address, name: identity.name, fingerprint: identity.fingerprint))
-            try journal.append(lines.map(\.text))
-            for line in lines { state.apply(line, now: now) }
-            return .done("shared \(file) from \(address)")
+            lines.append(.hold(file: root, signer: signer.name, address: address, name: identity.name, fingerprint: identity.fingerprint))
+            return .record(lines, touching: [file], answer: "shared \(file) from \(address)")
         }
     }
 
@@ -204,54 +128,42 @@ public final class Registry: Sendable {
     /// size and name are those of the claim most live holders announced.
     public func holders(of file: FileID, now: Date = Date()) -> TrackerResponse {
         state.withLockedValue { state in
-            guard let entry = state.files[file], !entry.withdrawn, entry.claims.values.contains(where: { !$0.withdrawn }) else {
+            guard let entry = state.stored(file), !entry.withdrawn, entry.claims.contains(where: { !$0.withdrawn }) else {
                 return .failure(code: .fileNotFound, message: "no peer shares \(file)")
             }
-            let live = entry.holders.values.filter { now.timeIntervalSince($0.lastSeen) <= timeToLive }
-            guard !live.isEmpty else { return .failure(code: .noSeeders, message: "no peer holding \(file) is online") }
-            let counts = Dictionary(live.map { ($0.signer, 1) }, uniquingKeysWith: +)
-            let signer = counts.keys.min { (-counts[$0]!, $0) < (-counts[$1]!, $1) }!
-            let claim = entry.claims[signer]!
-            let records = live.shuffled()
-                .prefix(TrackerResponse.maximumHolders)
-                .map { HolderRecord(address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
-            return .holders(size: claim.size, name: claim.name, Array(records))
+            guard let (claim, live) = state.liveHolders(of: file, since: now - timeToLive) else {
+                return .failure(code: .noSeeders, message: "no peer holding \(file) is online")
+            }
+            return .holders(size: claim.size, name: claim.name, Array(live.shuffled().prefix(TrackerResponse.maximumHolders)))
         }
     }
 
     /// Withdraws a file: an admin for the whole network, a signer its own claim (with the holders
     /// that announced it); anyone else withdraws only its own holder entry.
-    public func remove(file: FileID, address: String, identity: VerifiedIdentity, isAdmin: Bool, now: Date = Date()) throws -> RegistryOutcome {
-        try state.withLockedValue { state in
-            guard let entry = state.files[file], !entry.withdrawn else {
-                return .refused(code: .fileNotFound, message: "no peer shares \(file)")
+    public func remove(file: FileID, address: String, identity: VerifiedIdentity, isAdmin: Bool, now: Date = Date()) async throws -> RegistryOutcome {
+        try await change(now: now) { state in
+            guard let entry = state.stored(file), !entry.withdrawn else {
+                return .refuse(code: .fileNotFound, message: "no peer shares \(file)")
             }
-            if isAdmin || entry.claims[identity.name]?.withdrawn == false {
-                let line = JournalLine.withdraw(file: file, signer: isAdmin ? nil : identity.name)
-                try journal.append([line.text])
-                state.apply(line, now: now)
-                return .done("withdrew \(file) from the network")
+            if isAdmin || state.claim(on: file, by: identity.name)?.withdrawn == false {
+                let line = JournalLine.withdraw(file: RootKey(file), signer: isAdmin ? nil : identity.name)
+                return .record([line], touching: [file], answer: "withdrew \(file) from the network")
             }
-            guard let holder = entry.holders[identity.fingerprint] else {
-                return .refused(code: .accessDenied, message: "only the signer of \(file) or an admin may withdraw it, and you hold no entry of it")
+            guard let holder = state.holder(of: file, fingerprint: identity.fingerprint) else {
+                return .refuse(code: .accessDenied, message: "only the signer of \(file) or an admin may withdraw it, and you hold no entry of it")
             }
-            let line = JournalLine.remove(file: file, address: holder.address, name: holder.name, fingerprint: holder.fingerprint)
-            try journal.append([line.text])
-            state.apply(line, now: now)
-            return .done("removed your entry for \(file)")
+            let line = JournalLine.remove(file: RootKey(file), address: holder.address, name: holder.name, fingerprint: holder.fingerprint)
+            return .record([line], touching: [file], answer: "removed your entry for \(file)")
         }
     }
 
     /// Lets a withdrawn file — by an admin or by any signer — be shared again (admins only; the caller checks).
-    public func allow(file: FileID, now: Date = Date()) throws -> RegistryOutcome {
-        try state.withLockedValue { state in
-            guard let entry = state.files[file], entry.hasWithdrawal else {
-                return .refused(code: .fileNotFound, message: "\(file) is not withdrawn")
+    public func allow(file: FileID, now: Date = Date()) async throws -> RegistryOutcome {
+        try await change(now: now) { state in
+            guard let entry = state.stored(file), entry.hasWithdrawal else {
+                return .refuse(code: .fileNotFound, message: "\(file) is not withdrawn")
             }
-            let line = JournalLine.allow(file: file)
-            try journal.append([line.text])
-            state.apply(line, now: now)
-            return .done("\(file) may be shared again")
+            return .record([.allow(file: RootKey(file))], touching: [file], answer: "\(file) may be shared again")
         }
     }
 
@@ -259,61 +171,143 @@ public final class Registry: Sendable {
     public func heartbeat(address: String, identity: VerifiedIdentity, now: Date = Date()) -> RegistryOutcome {
         state.withLockedValue { state in
             let held = state.files(of: identity.fingerprint, at: address)
-            for file in held { state.files[file]!.holders[identity.fingerprint]!.lastSeen = now }
+            for file in held { state.touch(file, fingerprint: identity.fingerprint, now: now) }
             return .done("refreshed \(held.count) entries")
         }
     }
 
     /// Drops every entry of the caller at `address` at once.
-    public func leave(address: String, identity: VerifiedIdentity, now: Date = Date()) throws -> RegistryOutcome {
-        try state.withLockedValue { state in
+    public func leave(address: String, identity: VerifiedIdentity, now: Date = Date()) async throws -> RegistryOutcome {
+        try await change(now: now) { state in
             let line = JournalLine.leave(address: address, name: identity.name, fingerprint: identity.fingerprint)
-            try journal.append([line.text])
-            state.apply(line, now: now)
-            return .done("left")
+            return .record([line], touching: state.files(of: identity.fingerprint, at: address), answer: "left")
         }
     }
 
     /// Drops holders silent for longer than the time to live and forgets files nobody held for as
     /// long, keeping their withdrawals (no journal line: a replay brings such a file back without
-    /// holders, to be forgotten again); returns how many holders were dropped.
+    /// holders, to be forgotten again); returns how many holders were dropped. Their journal lines are written in the
+    /// background; if that fails the holders come back, to be dropped at the next sweep.
     @discardableResult
-    public func expire(now: Date = Date()) throws -> Int {
-        try state.withLockedValue { state in
-            var lines: [JournalLine] = []
-            for (file, entry) in state.files {
-                for holder in entry.holders.values where now.timeIntervalSince(holder.lastSeen) > timeToLive {
-                    lines.append(.remove(file: file, address: holder.address, name: holder.name, fingerprint: holder.fingerprint))
+    public func expire(now: Date = Date()) -> Int {
+        state.withLockedValue { state in
+            let cutoff = now - timeToLive
+            let silent = state.silentHolders(before: cutoff)
+            let lines = silent.flatMap { file, holders in
+                holders.map { JournalLine.remove(file: RootKey(file), address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
+            }
+            if !lines.isEmpty {
+                record(lines, touching: silent.map(\.0), in: &state, now: now) { [logger] error in
+                    if let error { logger.error("cannot record expired holders", metadata: ["error": "\(error)"]) }
                 }
             }
-            if !lines.isEmpty { try journal.append(lines.map(\.text)) }
-            for line in lines { state.apply(line, now: now) }
-            for (file, entry) in state.files where entry.holders.isEmpty {
-                guard let vacantSince = entry.vacantSince, now.timeIntervalSince(vacantSince) > timeToLive else { continue }
-                if entry.hasWithdrawal {
-                    state.files[file]!.claims = entry.claims.filter(\.value.withdrawn)
-                } else {
-                    state.files[file] = nil
-                }
-            }
+            state.forgetVacant(before: cutoff)
             return lines.count
         }
     }
 
-    /// The journal lines that rebuild `files`: for each file its claims, their holders, then withdrawals.
-    private static func snapshot(_ files: [FileID: Entry]) -> [JournalLine] {
-        var lines: [JournalLine] = []
-        for (file, entry) in files.sorted(by: { $0.key.description < $1.key.description }) {
-            let claims = entry.claims.sorted { $0.key < $1.key }
-            for (signer, claim) in claims {
-                lines.append(.claim(file: file, size: claim.size, signer: signer, signerFingerprint: claim.signerFingerprint, fileName: claim.name))
+    /// What a change decides under the lock: a refusal, or journal lines that change the files touched.
+    private enum Decision {
+        case refuse(code: FailureCode, message: String)
+        case record([JournalLine], touching: [FileID], answer: String)
+    }
+
+    /// Decides a change under the lock and applies it at once (a GET sees it), then answers once
+    /// its lines are durable; if they cannot be written it is undone and the error thrown.
+    private func change(now: Date, _ decide: (RegistryState) -> Decision) async throws -> RegistryOutcome {
+        try await withCheckedThrowingContinuation { continuation in
+            state.withLockedValue { state in
+                switch decide(state) {
+                case .refuse(let code, let message):
+                    continuation.resume(returning: .refused(code: code, message: message))
+                case .record(let lines, let touched, let answer):
+                    record(lines, touching: touched, in: &state, now: now) { error in
+                        if let error { continuation.resume(throwing: error) } else { continuation.resume(returning: .done(answer)) }
+                    }
+                }
             }
-            for holder in entry.holders.values.sorted(by: { ($0.address, $0.name) < ($1.address, $1.name) }) {
-                lines.append(.hold(file: file, signer: holder.signer, address: holder.address, name: holder.name, fingerprint: holder.fingerprint))
-            }
-            for (signer, claim) in claims where claim.withdrawn { lines.append(.withdraw(file: file, signer: signer)) }
-            if entry.withdrawn { lines.append(.withdraw(file: file, signer: nil)) }
         }
+    }
+
+    /// Applies `lines` and queues them for the writer thread (the caller holds the lock).
+    private func record(_ lines: [JournalLine], touching files: [FileID], in state: inout RegistryState, now: Date, done: @escaping @Sendable ((any Error)?) -> Void) {
+        let replaced = files.map { ($0, state.stored($0)) }
+        for line in lines { state.apply(line, now: now) }
+        journal.enqueue(GroupCommitLog.Change(lines: lines.map(\.text), replaced: replaced, done: done))
+    }
+
+    /// Writes every queued change in one append and sync, then answers them (writer thread).
+    private func commitQueued() {
+        let (changes, compaction) = state.withLockedValue { state in
+            (journal.take(), compactionDue(state) ? state : nil)
+        }
+        do {
+            try journal.write(changes)
+        } catch {
+            logger.error("cannot write to the journal; the changes are refused", metadata: ["path": "\(path)", "error": "\(error)"])
+            // Changes queued meanwhile were applied on top of these: undo them all, newest first.
+            let failed = state.withLockedValue { state in
+                let failed = changes + journal.take()
+                for change in failed.reversed() {
+                    for (file, entry) in change.replaced.reversed() { state.restore(file, to: entry) }
+                }
+                return failed
+            }
+            for change in failed { change.done(error) }
+            return
+        }
+        if let compaction {
+            do {
+                let average = try Self.compact(compaction, into: path)
+                bytesPerLine.withLockedValue { $0 = average }
+                try journal.reopen()
+                logger.info("compacted the journal", metadata: ["path": "\(path)", "files": "\(compaction.fileCount)"])
+            } catch {
+                logger.error("cannot compact the journal; appending to it as before", metadata: ["path": "\(path)", "error": "\(error)"])
+            }
+        }
+        for change in changes { change.done(nil) }
+    }
+
+    /// Whether the journal has outgrown the state enough to be rewritten (writer thread, under the lock).
+    private func compactionDue(_ state: RegistryState) -> Bool {
+        let estimate = (state.fileCount + state.holderCount) * bytesPerLine.withLockedValue { $0 }
+        return journal.file.length > max(compactionThreshold, 2 * estimate)
+    }
+
+    /// Rewrites `path` as the lines that rebuild `files`, atomically, a chunk at a time; returns
+    /// the average bytes of a line.
+    private static func compact(_ state: RegistryState, into path: String) throws -> Int {
+        var entries = state.allFiles.makeIterator()
+        var count = (lines: 0, bytes: 0)
+        let chunks = AnyIterator<[UInt8]> {
+            var chunk: [UInt8] = []
+            while chunk.count < 1 << 20, let (file, entry) = entries.next() {
+                for line in snapshot(file, entry) {
+                    chunk.append(contentsOf: line.text.utf8)
+                    chunk.append(UInt8(ascii: "\n"))
+                    count.lines += 1
+                }
+            }
+            count.bytes += chunk.count
+            return chunk.isEmpty ? nil : chunk
+        }
+        try FileIO.replaceAtomically(path, chunks: chunks, mode: 0o644)
+        return count.lines == 0 ? 200 : count.bytes / count.lines
+    }
+
+    /// The journal lines that rebuild one file: its claims, their holders, then withdrawals.
+    private static func snapshot(_ file: RootKey, _ entry: EntryView) -> [JournalLine] {
+        var lines: [JournalLine] = []
+        let claims = entry.claims.sorted { $0.key < $1.key }
+        for (signer, claim) in claims {
+            lines.append(.claim(file: file, size: claim.size, signer: signer, signerFingerprint: claim.signerFingerprint, fileName: claim.name))
+        }
+        for holder in entry.holders.sorted(by: { ($0.record.address, $0.record.name) < ($1.record.address, $1.record.name) }) {
+            lines.append(.hold(file: file, signer: holder.signer, address: holder.record.address, name: holder.record.name, fingerprint: holder.record.fingerprint))
+        }
+        for (signer, claim) in claims where claim.withdrawn { lines.append(.withdraw(file: file, signer: signer)) }
+        if entry.withdrawn { lines.append(.withdraw(file: file, signer: nil)) }
         return lines
     }
 }

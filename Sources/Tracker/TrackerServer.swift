@@ -77,7 +77,9 @@ public final class TrackerServer: Sendable {
         tls.handshakeTimeoutSeconds = configuration.handshakeTimeout
         tlsContext = try configuration.tlsBackend.makeContext(tls)
         acl = NIOLockedValueBox(try Self.loadACL(configuration.aclPath))
-        registry = try Registry(folder: configuration.dataFolder, timeToLive: configuration.timeToLive, maximumFilesPerPeer: configuration.maximumFilesPerPeer)
+        registry = try Registry(
+            folder: configuration.dataFolder, timeToLive: configuration.timeToLive, maximumFilesPerPeer: configuration.maximumFilesPerPeer, logger: logger
+        )
         requestBudgets = configuration.requestsPerSecond > 0
             ? CertificateBudgets(burst: max(configuration.requestBurst, 1), perSecond: configuration.requestsPerSecond) : nil
     }
@@ -190,8 +192,9 @@ public final class TrackerServer: Sendable {
         return requestBudgets.take(identity.fingerprint) != nil
     }
 
-    /// Answers one request from an authenticated peer at `address` (its connection's host and the port it serves on).
-    fileprivate func answer(_ request: TrackerRequest, identity: VerifiedIdentity, host: String) -> TrackerResponse {
+    /// Answers one request from an authenticated peer at `address` (its connection's host and the
+    /// port it serves on). A change is answered once its journal line is durable; a GET at once.
+    fileprivate func answer(_ request: TrackerRequest, identity: VerifiedIdentity, host: String, on eventLoop: EventLoop) -> EventLoopFuture<TrackerResponse> {
         let action: AccessControlList.Action
         switch request {
         case .share, .heartbeat, .leave: action = .share
@@ -205,42 +208,62 @@ public final class TrackerServer: Sendable {
             "request": "\(request.line.prefix(100))", "rule": "\(decision.reason)",
         ])
         guard decision.allowed else {
-            return .failure(code: .accessDenied, message: "'\(identity.name)' may not \(action.rawValue) here")
+            return eventLoop.makeSucceededFuture(.failure(code: .accessDenied, message: "'\(identity.name)' may not \(action.rawValue) here"))
         }
-        do {
-            let outcome: RegistryOutcome
-            switch request {
-            case .share(let file, let port, let proof):
-                let header: SignedHeader
-                let signer: VerifiedIdentity
+        switch request {
+        case .get(let file):
+            return eventLoop.makeSucceededFuture(registry.holders(of: file))
+        case .heartbeat(let port):
+            return eventLoop.makeSucceededFuture(Self.response(registry.heartbeat(address: Self.address(host, port), identity: identity)))
+        case .share, .remove, .allow, .leave:
+            var signed: (SignedHeader, VerifiedIdentity)?
+            if case .share(let file, _, let proof) = request {
                 do throws(ProofRefusal) {
-                    (header, signer) = try verify(proof, of: file)
+                    signed = try verify(proof, of: file)
                 } catch {
                     log(.warning, "refused a share without a valid proof", identity: identity, ["file": "\(file)", "reason": "\(error.message)"])
-                    return .failure(code: .proofInvalid, message: error.message)
+                    return eventLoop.makeSucceededFuture(.failure(code: .proofInvalid, message: error.message))
                 }
-                outcome = try registry.share(
-                    file: file, size: header.layout.fileSize, name: header.name, signer: signer, address: Self.address(host, port), identity: identity
-                )
-            case .get(let file):
-                return registry.holders(of: file)
-            case .remove(let file, let port):
-                let isAdmin = rules.decide(.admin, for: identity).allowed
-                outcome = try registry.remove(file: file, address: Self.address(host, port), identity: identity, isAdmin: isAdmin)
-            case .allow(let file):
-                outcome = try registry.allow(file: file)
-            case .heartbeat(let port):
-                outcome = registry.heartbeat(address: Self.address(host, port), identity: identity)
-            case .leave(let port):
-                outcome = try registry.leave(address: Self.address(host, port), identity: identity)
             }
-            switch outcome {
-            case .done(let message): return .ok(message)
-            case .refused(let code, let message): return .failure(code: code, message: message)
+            let isAdmin = rules.decide(.admin, for: identity).allowed
+            let promise = eventLoop.makePromise(of: TrackerResponse.self)
+            promise.completeWithTask { [self, signed] in
+                do {
+                    return Self.response(try await change(request, signed: signed, identity: identity, host: host, isAdmin: isAdmin))
+                } catch {
+                    log(.error, "cannot record a change", identity: identity, ["error": "\(error)"])
+                    return .failure(code: .trackerError, message: "the tracker could not record this change; try again or use the other tracker")
+                }
             }
-        } catch {
-            log(.error, "cannot record a change", identity: identity, ["error": "\(error)"])
-            return .failure(code: .trackerError, message: "the tracker could not record this change; try again or use the other tracker")
+            return promise.futureResult
+        }
+    }
+
+    /// Makes a change; a share comes with its verified header and signer.
+    private func change(
+        _ request: TrackerRequest, signed: (SignedHeader, VerifiedIdentity)?, identity: VerifiedIdentity, host: String, isAdmin: Bool
+    ) async throws -> RegistryOutcome {
+        switch request {
+        case .share(let file, let port, _):
+            guard let (header, signer) = signed else { preconditionFailure("a share is verified before it is recorded") }
+            return try await registry.share(
+                file: file, size: header.layout.fileSize, name: header.name, signer: signer, address: Self.address(host, port), identity: identity
+            )
+        case .remove(let file, let port):
+            return try await registry.remove(file: file, address: Self.address(host, port), identity: identity, isAdmin: isAdmin)
+        case .allow(let file):
+            return try await registry.allow(file: file)
+        case .leave(let port):
+            return try await registry.leave(address: Self.address(host, port), identity: identity)
+        case .get, .heartbeat:
+            preconditionFailure("\(request.line) changes nothing")
+        }
+    }
+
+    private static func response(_ outcome: RegistryOutcome) -> TrackerResponse {
+        switch outcome {
+        case .done(let message): return .ok(message)
+        case .refused(let code, let message): return .failure(code: code, message: message)
         }
     }
 
@@ -269,12 +292,8 @@ public final class TrackerServer: Sendable {
     private func scheduleExpiry(on eventLoop: EventLoop) {
         let interval = TimeAmount.milliseconds(Int64(configuration.expirySweepInterval * 1000))
         eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
-            do {
-                let dropped = try registry.expire()
-                if dropped > 0 { logger.info("dropped silent holders", metadata: ["count": "\(dropped)"]) }
-            } catch {
-                logger.error("cannot record expired holders", metadata: ["error": "\(error)"])
-            }
+            let dropped = registry.expire()
+            if dropped > 0 { logger.info("dropped silent holders", metadata: ["count": "\(dropped)"]) }
         }
     }
 
@@ -297,6 +316,12 @@ final class TrackerSession: ChannelInboundHandler {
     private let host: String
     private var identity: VerifiedIdentity?
     private var badRequests = 0
+    /// Requests read whose answers are not sent yet, and the last of those answers.
+    private var answering = 0
+    private var lastAnswer: EventLoopFuture<Void>?
+    private var reading = true
+    /// Requests one connection may have waiting for their answers before it is no longer read from.
+    static let maximumAnswering = 64
     /// Malformed requests tolerated on one connection before it is closed.
     static let maximumBadRequests = 10
 
@@ -326,32 +351,52 @@ final class TrackerSession: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let line = unwrapInboundIn(data)
         guard let identity else { return }
-        let response: TrackerResponse
+        let response: EventLoopFuture<TrackerResponse>
         do {
             let request = try TrackerRequest(line: line)
             if server.withinRequestRate(identity) {
-                response = server.answer(request, identity: identity, host: host)
+                response = server.answer(request, identity: identity, host: host, on: context.eventLoop)
             } else {
                 server.log(.warning, "over the request rate", identity: identity, ["limit": "\(server.configuration.requestsPerSecond)/s"])
-                response = .failure(code: .quota, message: "more than \(server.configuration.requestsPerSecond) requests a second from this certificate; slow down")
+                response = context.eventLoop.makeSucceededFuture(
+                    .failure(code: .quota, message: "more than \(server.configuration.requestsPerSecond) requests a second from this certificate; slow down")
+                )
             }
         } catch {
             badRequests += 1
             server.log(.warning, "bad request", identity: identity, ["error": "\(error)"])
-            response = .failure(code: .invalidArguments, message: error.description)
+            response = context.eventLoop.makeSucceededFuture(.failure(code: .invalidArguments, message: error.description))
         }
+        let closeAfter = badRequests >= Self.maximumBadRequests
+        answering += 1
+        // Answers go out in the order of the requests, whenever each is ready.
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        lastAnswer = (lastAnswer ?? context.eventLoop.makeSucceededVoidFuture()).and(response).map { _, response in
+            let (session, context) = bound.value
+            session.send(response, context: context, closeAfter: closeAfter)
+        }
+        adjustReading(context: context)
+    }
+
+    private func send(_ response: TrackerResponse, context: ChannelHandlerContext, closeAfter: Bool) {
+        answering -= 1
         let text = response.lines.map { $0 + "\n" }.joined()
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: text)), promise: nil)
-        if badRequests >= Self.maximumBadRequests { context.close(promise: nil) }
-        // A client that sends requests without reading the answers is not read from until it catches up.
-        if !context.channel.isWritable { context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
+        if closeAfter { context.close(promise: nil) }
+        adjustReading(context: context)
+    }
+
+    /// Reads requests only while the client reads its answers and has few waiting for the journal.
+    private func adjustReading(context: ChannelHandlerContext) {
+        let wanted = context.channel.isWritable && answering < Self.maximumAnswering
+        guard wanted != reading else { return }
+        reading = wanted
+        context.channel.setOption(ChannelOptions.autoRead, value: wanted).whenFailure { _ in }
+        if wanted { context.read() }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
-            context.read()
-        }
+        adjustReading(context: context)
         context.fireChannelWritabilityChanged()
     }
 

@@ -48,6 +48,8 @@ struct TrackerCommand: AsyncParsableCommand {
         if let value = try file?.integer("requests-per-second", in: 0...1_000_000) { settings.requestsPerSecond = value }
         if let value = try file?.integer("request-burst", in: 1...1_000_000) { settings.requestBurst = value }
         try ProgramSupport.bootstrapLogging(levelName: file?.string("log-level"))
+        // Past a file-size limit a journal append fails (and is cut back) instead of killing the tracker.
+        signal(SIGXFSZ, SIG_IGN)
         let logger = Logger(label: "tracker")
         let server = try TrackerServer(configuration: settings, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)

@@ -18,9 +18,17 @@ final class TrackerProcess {
     let address: TrackerAddress
     private let output = Pipe()
 
-    init(folder: String, arguments: [String], listen: String = "127.0.0.1:0") throws {
-        process.executableURL = Command.productsFolder.appendingPathComponent("tracker")
-        process.arguments = [listen] + arguments
+    /// `fileSizeLimit` starts the tracker under that RLIMIT_FSIZE (bytes), as a full disk would stop it.
+    init(folder: String, arguments: [String], listen: String = "127.0.0.1:0", fileSizeLimit: Int? = nil) throws {
+        let tracker = Command.productsFolder.appendingPathComponent("tracker")
+        if let fileSizeLimit {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            // A soft limit only, so that it can be lifted again.
+            process.arguments = ["--fsize=\(fileSizeLimit):unlimited", tracker.path, listen] + arguments
+        } else {
+            process.executableURL = tracker
+            process.arguments = [listen] + arguments
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: folder)
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
@@ -41,6 +49,15 @@ final class TrackerProcess {
             throw TrackerDidNotStart(output: text)
         }
         self.address = address
+    }
+
+    /// Lifts the file-size limit, as space returning to a full disk would.
+    func liftFileSizeLimit() throws {
+        let prlimit = Process()
+        prlimit.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+        prlimit.arguments = ["--pid", "\(process.processIdentifier)", "--fsize=unlimited:unlimited"]
+        try prlimit.run()
+        prlimit.waitUntilExit()
     }
 
     func kill9() {
@@ -79,8 +96,46 @@ final class TrackerProcess {
         return TrackerClient(address: tracker.address, tls: tls, group: group)
     }
 
-    private func start() throws -> TrackerProcess {
-        try TrackerProcess(folder: ca.folder.path, arguments: ["--pki", ca.layout.folder, "--name", "tracker1", "--data", ca.folder.file("data")])
+    /// A file `name` of `size` bytes of `byte`, and its share by `signer` on `port`, proved by the
+    /// header of the `.mtorrent` it signed.
+    private func share(_ name: String, size: Int, of byte: UInt8, port: UInt16, signedBy signer: String) throws -> (FileID, TrackerRequest) {
+        let dataPath = ca.folder.file(name)
+        try Data(repeating: byte, count: size).write(to: URL(fileURLWithPath: dataPath))
+        let identity = try SigningIdentity.load(named: signer, from: ca.layout)
+        let torrent = try MTorrent.create(fileAt: dataPath, trackers: [TrackerAddress("127.0.0.1:7001")!], identity: identity, trust: ca.trust())
+        let file = FileID(bytes: torrent.root)!
+        return (file, .share(file: file, port: port, proof: try #require(torrent.signedHeader).bytes))
+    }
+
+    private func start(fileSizeLimit: Int? = nil) throws -> TrackerProcess {
+        try TrackerProcess(folder: ca.folder.path, arguments: ["--pki", ca.layout.folder, "--name", "tracker1", "--data", ca.folder.file("data")], fileSizeLimit: fileSizeLimit)
+    }
+
+    @Test func aShareRefusedOnAFullDiskNeverComesBackAndLaterSharesStay() async throws {
+        let first = try start()
+        let (kept, keptShare) = try share("kept.bin", size: 42, of: 0xe5, port: 7001, signedBy: "alice")
+        #expect(try await client("alice", first).send(keptShare) == .ok("shared \(kept) from 127.0.0.1:7001"))
+        first.stop()
+        // Room for part of one more journal line only.
+        let journal = try FileManager.default.attributesOfItem(atPath: ca.folder.file("data") + "/seeders.txt")[.size] as! Int
+        let full = try start(fileSizeLimit: journal + 60)
+        let (refused, refusedShare) = try share("refused.bin", size: 7, of: 0xf6, port: 7001, signedBy: "alice")
+        guard case .failure(.trackerError, _) = try await client("alice", full).send(refusedShare) else {
+            Issue.record("a share that could not be written was not refused")
+            return
+        }
+        try full.liftFileSizeLimit()
+        let (later, laterShare) = try share("later.bin", size: 9, of: 0xa7, port: 7002, signedBy: "bob")
+        #expect(try await client("bob", full).send(laterShare) == .ok("shared \(later) from 127.0.0.1:7002"))
+        full.kill9()
+        let second = try start()
+        defer { second.stop() }
+        let bob = try client("bob", second)
+        #expect(try await bob.send(.get(file: refused)) == .failure(code: .fileNotFound, message: "no peer shares \(refused)"))
+        guard case .holders(9, "later.bin", _) = try await bob.send(.get(file: later)), case .holders(42, "kept.bin", _) = try await bob.send(.get(file: kept)) else {
+            Issue.record("an answered share was lost after the disk was full")
+            return
+        }
     }
 
     @Test func anAnsweredShareSurvivesKillNine() async throws {

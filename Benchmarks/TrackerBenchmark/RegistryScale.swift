@@ -1,0 +1,142 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import MTorrentFormat
+import PKI
+import Peer
+import PKITesting
+import TLS
+import Tracker
+import Wire
+
+/// The registry at scale: a generated `seeders.txt` of `files` files, each claimed by one of
+/// 10,000 peers and held by two of them; the start of a registry over it (time and peak resident memory, in a process of its own);
+/// GET/s on it next to a registry of one file; durable SHARE/s over 64 connections.
+enum RegistryScale {
+    static let peers = 10_000
+
+    static func run(files: Int, seconds: Int) async throws {
+        let ca = try TestAuthority()
+        try ca.identity(.tracker(name: "tracker", dnsNames: [], ipAddresses: ["127.0.0.1"], days: 30))
+        try ca.peer("client")
+        let big = ca.folder.file("big")
+        let generated = Date()
+        let bytes = try generate(files: files, into: big)
+        print(String(format: "generated %d files x 2 holders (%d peers): %.0f MiB in %.1f s", files, peers, Double(bytes) / 1_048_576, Date().timeIntervalSince(generated)))
+
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+        child.arguments = ["registry-start", big]
+        try child.run()
+        child.waitUntilExit()
+
+        let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let identity = try SigningIdentity.load(named: "client", from: ca.layout)
+        let pem = try String(contentsOfFile: ca.layout.certificate(named: "client"), encoding: .utf8)
+        // Every share carries a header the client signed; signing them is not measured.
+        let shareProofs = try (0..<64 * 100).map { try proof(root(files + $0), size: 1, name: "s", identity: identity, pem: pem) }
+        let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: identity, trust: TrustSource(try ca.trust()), peerRole: .tracker))
+        var rates: [String: Double] = [:]
+        for (label, folder) in [("one file", ca.folder.file("small")), ("\(files) files", big)] {
+            var configuration = TrackerConfiguration(host: "127.0.0.1", port: 0, pki: ca.layout, name: "tracker", aclPath: nil, dataFolder: folder)
+            configuration.maximumConnectionsPerPeer = 64
+            // One client certificate makes every request: the per-certificate rate limit is off here.
+            configuration.requestsPerSecond = 0
+            var logger = Logger(label: "tracker")
+            logger.logLevel = .error
+            let server = try TrackerServer(configuration: configuration, logger: logger)
+            let port = try server.start(group: serverGroup).port!
+            let probe = root(files / 2)
+            if folder != big {
+                let setup = TrackerClient(address: TrackerAddress("127.0.0.1:\(port)")!, tls: tls, group: clientGroup)
+                _ = try await setup.send(.share(file: probe, port: 6001, proof: try proof(probe, size: 1 << 30, name: "bench.bin", identity: identity, pem: pem)))
+                setup.close()
+            }
+            rates["get " + label] = try TrackerBenchmark.persistentRate(port: port, tls: tls, group: clientGroup, connections: 16, window: 32, seconds: seconds) { _ in
+                { TrackerRequest.get(file: probe).line + "\n" }
+            }
+            rates["share " + label] = try TrackerBenchmark.persistentRate(port: port, tls: tls, group: clientGroup, connections: 64, window: 4, seconds: seconds) { connection in
+                let counter = Counter()
+                return {
+                    let index = connection * 100 + counter.next() % 100
+                    return TrackerRequest.share(file: root(files + index), port: 6001, proof: shareProofs[index]).line + "\n"
+                }
+            }
+            server.stop()
+        }
+        for label in ["get one file", "get \(files) files", "share one file", "share \(files) files"] {
+            print(String(format: "%@: %.0f/s", label, rates[label]!))
+        }
+        print(String(format: "GET on %d files / GET on one file: %.2f", files, rates["get \(files) files"]! / rates["get one file"]!))
+        try await serverGroup.shutdownGracefully()
+        try await clientGroup.shutdownGracefully()
+    }
+
+    /// Opens the registry in `folder` and prints the time it took and the process's peak memory.
+    static func start(folder: String) throws {
+        let started = Date()
+        let registry = try Registry(folder: folder, timeToLive: 300)
+        let elapsed = Date().timeIntervalSince(started)
+        let counts = registry.counts
+        print(String(format: "registry start: %d files, %d holders in %.2f s; %@", counts.files, counts.holders, elapsed, memory()))
+    }
+
+    /// Peak and current resident memory from /proc/self/status.
+    static func memory() -> String {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        return status.split(separator: "\n").filter { $0.hasPrefix("VmHWM") || $0.hasPrefix("VmRSS") }
+            .map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }.joined(separator: ", ")
+    }
+
+    /// The root hash of generated file `index`.
+    static func root(_ index: Int) -> FileID {
+        FileID(hex: String(format: "%064lx", index &* 2_654_435_761 &+ 1))!
+    }
+
+    /// A `.mtorrent` header naming `file`, signed by `identity` (whose certificate is `pem`).
+    static func proof(_ file: FileID, size: UInt64, name: String, identity: SigningIdentity, pem: String) throws -> [UInt8] {
+        let signed = Array("mtorrent 2\ntracker 127.0.0.1:7001\nname \(name)\nsize \(size)\npiece-size 262144\nhash-algorithm sha256\nroot \(file)\nsigner\n\(pem)\n".utf8)
+        return signed + Array("signature \(Hex.encode(try identity.sign(signed)))\n".utf8)
+    }
+
+    /// Writes a `seeders.txt` of `files` files, each claimed by one of ``peers`` peers and held by
+    /// two; returns its bytes.
+    static func generate(files: Int, into folder: String) throws -> Int {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let path = folder + "/seeders.txt"
+        FileManager.default.createFile(atPath: path, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        let fingerprints = (0..<peers).map { String(format: "%064lx", $0 &* 40_503 &+ 7) }
+        var buffer = ""
+        var total = 0
+        for index in 0..<files {
+            let file = root(index)
+            let signer = index % peers
+            buffer += "claim \(file) \(1 << 20 + index) peer\(signer) \(fingerprints[signer]) file-\(index).bin\n"
+            for peer in [signer, (index * 7 + 1) % peers] {
+                buffer += "hold \(file) peer\(signer) 10.\(peer / 65536).\(peer / 256 % 256).\(peer % 256):6881 peer\(peer) \(fingerprints[peer])\n"
+            }
+            if buffer.utf8.count > 1 << 20 {
+                total += buffer.utf8.count
+                try handle.write(contentsOf: Data(buffer.utf8))
+                buffer = ""
+            }
+        }
+        total += buffer.utf8.count
+        try handle.write(contentsOf: Data(buffer.utf8))
+        return total
+    }
+}
+
+/// A counter one connection's request maker advances (on its event loop only).
+final class Counter: @unchecked Sendable {
+    private var value = 0
+
+    func next() -> Int {
+        value += 1
+        return value
+    }
+}

@@ -1,0 +1,397 @@
+import Foundation
+import Wire
+
+/// A root hash as four machine words: a compact dictionary key that hashes fast.
+struct RootKey: Hashable, Sendable, CustomStringConvertible {
+    private let a, b, c, d: UInt64
+
+    init(_ file: FileID) {
+        func word(_ index: Int) -> UInt64 { file.bytes[index..<index + 8].reduce(0) { $0 << 8 | UInt64($1) } }
+        (a, b, c, d) = (word(0), word(8), word(16), word(24))
+    }
+
+    /// Reads 64 lowercase hex digits.
+    init?(hex: Substring) {
+        let digits = hex.utf8
+        guard digits.count == 64 else { return nil }
+        var words: [UInt64] = [0, 0, 0, 0]
+        var position = 0
+        for digit in digits {
+            let value: UInt8
+            switch digit {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): value = digit - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): value = digit - UInt8(ascii: "a") + 10
+            default: return nil
+            }
+            words[position / 16] = words[position / 16] << 4 | UInt64(value)
+            position += 1
+        }
+        (a, b, c, d) = (words[0], words[1], words[2], words[3])
+    }
+
+    var description: String { file.description }
+
+    var file: FileID {
+        FileID(bytes: [a, b, c, d].flatMap { word in (0..<8).reversed().map { UInt8(truncatingIfNeeded: word >> ($0 * 8)) } })!
+    }
+}
+
+/// A claim as stored, with its signer's fingerprint spelled out.
+struct ClaimView: Sendable {
+    let stored: RegistryState.Claim
+    let signerFingerprint: String
+
+    var size: UInt64 { stored.size }
+    var name: String { stored.name }
+    var withdrawn: Bool { stored.withdrawn }
+}
+
+/// A holder spelled out, with the signer whose claim it announced.
+struct HolderView: Sendable {
+    let record: HolderRecord
+    let signer: String
+}
+
+/// A file as the registry shows it: the stored entry with its claims and holders spelled out.
+struct EntryView: Sendable {
+    let stored: RegistryState.Entry
+    /// By signer name.
+    let claims: [String: ClaimView]
+    let holders: [HolderView]
+
+    /// Withdrawn by an admin: nobody may share the root until an admin allows it again.
+    var withdrawn: Bool { stored.withdrawn }
+    /// Whether forgetting the file would lose a withdrawal.
+    var hasWithdrawal: Bool { stored.hasWithdrawal }
+}
+
+/// The registry's files, claims and holders in compact form: files in an array of slots found
+/// through a dictionary of fixed-size keys; peers, signers, names and addresses interned once and
+/// referred to by number; a root's few claims in a small array; each certificate's holdings as a
+/// list of slots (for heartbeats, leaves and its quota).
+struct RegistryState: Sendable {
+    struct Holder: Sendable {
+        let peer: UInt32
+        var address: UInt32
+        /// The signer (interned name) whose claim this holder announced.
+        var signer: UInt32
+        /// Seconds since the reference date.
+        var lastSeen: Double
+    }
+
+    /// One signer's claim on a root: the size and name its header gave.
+    struct Claim: Sendable {
+        /// Interned signer name.
+        let signer: UInt32
+        /// Interned fingerprint of the signer's certificate.
+        let signerFingerprint: UInt32
+        let size: UInt64
+        let name: String
+        var withdrawn = false
+    }
+
+    /// One file, as stored (what a change replaced, to undo it).
+    struct Entry: Sendable {
+        let root: RootKey
+        var claims: [Claim] = []
+        var holders: [Holder] = []
+        /// Withdrawn by an admin, for everyone.
+        var withdrawn = false
+        /// When the last holder went (seconds since the reference date), or nil while held.
+        var vacantSince: Double?
+
+        var hasWithdrawal: Bool { withdrawn || claims.contains(where: \.withdrawn) }
+
+        func claimIndex(_ signer: UInt32) -> Int? { claims.firstIndex { $0.signer == signer } }
+    }
+
+    private struct Peer: Sendable {
+        let name: String
+        let fingerprint: String
+        /// Slots of the files this certificate holds.
+        var holding: [UInt32] = []
+    }
+
+    /// Interns strings: each distinct one stored once, referred to by its number.
+    private struct Interned: Sendable {
+        private(set) var values: [String] = []
+        private var numbers: [String: UInt32] = [:]
+
+        mutating func number(_ value: String) -> UInt32 {
+            if let number = numbers[value] { return number }
+            values.append(value)
+            numbers[value] = UInt32(values.count - 1)
+            return UInt32(values.count - 1)
+        }
+
+        /// The number of `value`, if it was ever interned.
+        func find(_ value: String) -> UInt32? { numbers[value] }
+
+        subscript(number: UInt32) -> String { values[Int(number)] }
+    }
+
+    private var slots: [RootKey: UInt32] = [:]
+    private var entries: [Entry] = []
+    private var freeSlots: [UInt32] = []
+    private var peers: [Peer] = []
+    private var peerNumbers: [String: UInt32] = [:]
+    /// Signer names and their certificates' fingerprints.
+    private var signers = Interned()
+    private var addresses = Interned()
+    private(set) var holderCount = 0
+
+    var fileCount: Int { slots.count }
+
+    // MARK: Reading
+
+    /// The file as stored, for undoing a change.
+    func stored(_ file: FileID) -> Entry? {
+        slots[RootKey(file)].map { entries[Int($0)] }
+    }
+
+    func entry(_ file: FileID) -> EntryView? {
+        stored(file).map(view)
+    }
+
+    private func view(_ entry: Entry) -> EntryView {
+        EntryView(stored: entry, claims: claims(of: entry), holders: entry.holders.map(holderView))
+    }
+
+    private func claims(of entry: Entry) -> [String: ClaimView] {
+        Dictionary(uniqueKeysWithValues: entry.claims.map { (signers[$0.signer], view($0)) })
+    }
+
+    private func view(_ claim: Claim) -> ClaimView {
+        ClaimView(stored: claim, signerFingerprint: signers[claim.signerFingerprint])
+    }
+
+    private func record(_ holder: Holder) -> HolderRecord {
+        let peer = peers[Int(holder.peer)]
+        return HolderRecord(address: addresses[holder.address], name: peer.name, fingerprint: peer.fingerprint)
+    }
+
+    private func holderView(_ holder: Holder) -> HolderView {
+        HolderView(record: record(holder), signer: signers[holder.signer])
+    }
+
+    /// The claim `signer` made on `file`, if any.
+    func claim(on file: FileID, by signer: String) -> ClaimView? {
+        guard let number = signers.find(signer), let entry = stored(file), let index = entry.claimIndex(number) else { return nil }
+        return view(entry.claims[index])
+    }
+
+    /// The holders of `file` seen since `cutoff`, and the claim most of them announced (ties to
+    /// the signer whose name sorts first); nil if none is live.
+    func liveHolders(of file: FileID, since cutoff: Date) -> (claim: ClaimView, holders: [HolderRecord])? {
+        let limit = cutoff.timeIntervalSinceReferenceDate
+        guard let entry = stored(file) else { return nil }
+        let live = entry.holders.filter { $0.lastSeen >= limit }
+        guard !live.isEmpty else { return nil }
+        var counts: [UInt32: Int] = [:]
+        for holder in live { counts[holder.signer, default: 0] += 1 }
+        let signer = counts.keys.min { (-counts[$0]!, signers[$0]) < (-counts[$1]!, signers[$1]) }!
+        guard let index = entry.claimIndex(signer) else { return nil }
+        return (view(entry.claims[index]), live.map(record))
+    }
+
+    /// The caller's entry for `file`, if it holds one.
+    func holder(of file: FileID, fingerprint: String) -> HolderRecord? {
+        guard let peer = peerNumbers[fingerprint], let entry = stored(file) else { return nil }
+        return entry.holders.first { $0.peer == peer }.map(record)
+    }
+
+    /// How many files the certificate holds.
+    func heldCount(_ fingerprint: String) -> Int {
+        peerNumbers[fingerprint].map { peers[Int($0)].holding.count } ?? 0
+    }
+
+    /// The files `fingerprint` holds at `address`.
+    func files(of fingerprint: String, at address: String) -> [FileID] {
+        guard let peer = peerNumbers[fingerprint] else { return [] }
+        return peers[Int(peer)].holding.compactMap { slot in
+            let entry = entries[Int(slot)]
+            return entry.holders.contains { $0.peer == peer && addresses[$0.address] == address } ? entry.root.file : nil
+        }
+    }
+
+    /// Every file, in no particular order.
+    var allFiles: some Sequence<(RootKey, EntryView)> {
+        slots.lazy.map { root, slot in (root, view(entries[Int(slot)])) }
+    }
+
+    /// Holders silent since before `cutoff`, by file.
+    func silentHolders(before cutoff: Date) -> [(FileID, [HolderRecord])] {
+        let limit = cutoff.timeIntervalSinceReferenceDate
+        return slots.compactMap { root, slot in
+            let silent = entries[Int(slot)].holders.filter { $0.lastSeen < limit }
+            return silent.isEmpty ? nil : (root.file, silent.map(record))
+        }
+    }
+
+    // MARK: Changing
+
+    mutating func touch(_ file: FileID, fingerprint: String, now: Date) {
+        guard let peer = peerNumbers[fingerprint], let slot = slots[RootKey(file)],
+              let index = entries[Int(slot)].holders.firstIndex(where: { $0.peer == peer }) else { return }
+        entries[Int(slot)].holders[index].lastSeen = now.timeIntervalSinceReferenceDate
+    }
+
+    /// Forgets the files nobody has held since before `cutoff`; of those with a withdrawal, only
+    /// the withdrawals stay.
+    mutating func forgetVacant(before cutoff: Date) {
+        let limit = cutoff.timeIntervalSinceReferenceDate
+        for (root, slot) in slots {
+            let entry = entries[Int(slot)]
+            guard entry.holders.isEmpty, let vacantSince = entry.vacantSince, vacantSince < limit else { continue }
+            if entry.hasWithdrawal {
+                entries[Int(slot)].claims.removeAll { !$0.withdrawn }
+            } else {
+                free(root)
+            }
+        }
+    }
+
+    private mutating func create(_ root: RootKey, vacantSince: Date?) -> UInt32 {
+        if let slot = slots[root] { return slot }
+        let entry = Entry(root: root, vacantSince: vacantSince?.timeIntervalSinceReferenceDate)
+        let slot: UInt32
+        if let reused = freeSlots.popLast() {
+            slot = reused
+            entries[Int(slot)] = entry
+        } else {
+            slot = UInt32(entries.count)
+            entries.append(entry)
+        }
+        slots[root] = slot
+        return slot
+    }
+
+    private mutating func free(_ root: RootKey) {
+        guard let slot = slots.removeValue(forKey: root) else { return }
+        for holder in entries[Int(slot)].holders { unlink(slot, from: holder.peer) }
+        holderCount -= entries[Int(slot)].holders.count
+        entries[Int(slot)] = Entry(root: root)
+        freeSlots.append(slot)
+    }
+
+    private mutating func peer(name: String, fingerprint: String) -> UInt32 {
+        if let number = peerNumbers[fingerprint] { return number }
+        peers.append(Peer(name: name, fingerprint: fingerprint))
+        peerNumbers[fingerprint] = UInt32(peers.count - 1)
+        return UInt32(peers.count - 1)
+    }
+
+    private mutating func unlink(_ slot: UInt32, from peer: UInt32) {
+        guard let index = peers[Int(peer)].holding.firstIndex(of: slot) else { return }
+        peers[Int(peer)].holding.swapAt(index, peers[Int(peer)].holding.count - 1)
+        peers[Int(peer)].holding.removeLast()
+    }
+
+    private mutating func add(_ holder: Holder, to slot: UInt32) {
+        entries[Int(slot)].vacantSince = nil
+        if let index = entries[Int(slot)].holders.firstIndex(where: { $0.peer == holder.peer }) {
+            entries[Int(slot)].holders[index] = holder
+        } else {
+            entries[Int(slot)].holders.append(holder)
+            peers[Int(holder.peer)].holding.append(slot)
+            holderCount += 1
+        }
+    }
+
+    private mutating func dropHolder(_ peer: UInt32, of slot: UInt32, now: Date) {
+        guard let index = entries[Int(slot)].holders.firstIndex(where: { $0.peer == peer }) else { return }
+        entries[Int(slot)].holders.remove(at: index)
+        if entries[Int(slot)].holders.isEmpty { entries[Int(slot)].vacantSince = now.timeIntervalSinceReferenceDate }
+        unlink(slot, from: peer)
+        holderCount -= 1
+    }
+
+    private mutating func dropHolders(_ dropped: [Holder], of slot: UInt32, now: Date) {
+        for holder in dropped { dropHolder(holder.peer, of: slot, now: now) }
+    }
+
+    /// The holders of the file in `slot` at `address` named `name` (lines of the earlier format).
+    private func holders(of slot: UInt32, at address: String, named name: String) -> [Holder] {
+        entries[Int(slot)].holders.filter { addresses[$0.address] == address && peers[Int($0.peer)].name == name }
+    }
+
+    /// Puts back `entry` as it was before a change that could not be made durable.
+    mutating func restore(_ file: FileID, to entry: Entry?) {
+        free(RootKey(file))
+        guard let entry else { return }
+        let slot = create(entry.root, vacantSince: nil)
+        for holder in entry.holders { add(holder, to: slot) }
+        entries[Int(slot)].claims = entry.claims
+        entries[Int(slot)].withdrawn = entry.withdrawn
+        entries[Int(slot)].vacantSince = entry.vacantSince
+    }
+
+    /// Sets `signer`'s claim on the file in `slot` (a changed header replaces it, withdrawn or not).
+    private mutating func setClaim(_ slot: UInt32, signer: String, fingerprint: String, size: UInt64, name: String) {
+        let claim = Claim(signer: signers.number(signer), signerFingerprint: signers.number(fingerprint), size: size, name: name)
+        if let index = entries[Int(slot)].claimIndex(claim.signer) {
+            entries[Int(slot)].claims[index] = claim
+        } else {
+            entries[Int(slot)].claims.append(claim)
+        }
+    }
+
+    /// A line of a journal from before shares carried proof: the first sharer of a root holds the
+    /// claim, later ones hold under it; fingerprint `-` only keeps the claim.
+    private mutating func applyUnproved(_ file: RootKey, size: UInt64, address: String, name: String, fingerprint: String, fileName: String, now: Date) {
+        let slot = create(file, vacantSince: now)
+        if entries[Int(slot)].claims.isEmpty {
+            setClaim(slot, signer: name, fingerprint: fingerprint, size: size, name: fileName)
+        }
+        let signer = entries[Int(slot)].claims.map(\.signer).min { signers[$0] < signers[$1] }!
+        guard fingerprint != "-" else { return }
+        add(Holder(peer: peer(name: name, fingerprint: fingerprint), address: addresses.number(address), signer: signer, lastSeen: now.timeIntervalSinceReferenceDate), to: slot)
+    }
+
+    mutating func apply(_ line: JournalLine, now: Date) {
+        switch line {
+        case .claim(let file, let size, let signer, let signerFingerprint, let fileName):
+            let slot = create(file, vacantSince: now)
+            setClaim(slot, signer: signer, fingerprint: signerFingerprint, size: size, name: fileName)
+        case .hold(let file, let signer, let address, let name, let fingerprint):
+            guard let slot = slots[file], let number = signers.find(signer), entries[Int(slot)].claimIndex(number) != nil else { return }
+            add(Holder(peer: peer(name: name, fingerprint: fingerprint), address: addresses.number(address), signer: number, lastSeen: now.timeIntervalSinceReferenceDate), to: slot)
+        case .share(let file, let size, let address, let name, let fingerprint, let fileName):
+            applyUnproved(file, size: size, address: address, name: name, fingerprint: fingerprint, fileName: fileName, now: now)
+        case .legacyFile(let file, let size, let owner, let fileName):
+            applyUnproved(file, size: size, address: "-", name: owner, fingerprint: "-", fileName: fileName, now: now)
+        case .remove(let file, _, _, let fingerprint):
+            guard let slot = slots[file], let peer = peerNumbers[fingerprint] else { return }
+            dropHolder(peer, of: slot, now: now)
+        case .legacyRemove(let file, let address, let name):
+            guard let slot = slots[file] else { return }
+            let dropped = holders(of: slot, at: address, named: name)
+            dropHolders(dropped, of: slot, now: now)
+        case .withdraw(let file, nil):
+            let slot = slots[file] ?? create(file, vacantSince: nil)
+            let dropped = entries[Int(slot)].holders
+            dropHolders(dropped, of: slot, now: now)
+            entries[Int(slot)].withdrawn = true
+        case .withdraw(let file, let signer?):
+            guard let slot = slots[file], let number = signers.find(signer), let index = entries[Int(slot)].claimIndex(number) else { return }
+            entries[Int(slot)].claims[index].withdrawn = true
+            let dropped = entries[Int(slot)].holders.filter { $0.signer == number }
+            dropHolders(dropped, of: slot, now: now)
+        case .allow(let file):
+            guard let slot = slots[file] else { return }
+            entries[Int(slot)].withdrawn = false
+            for index in entries[Int(slot)].claims.indices { entries[Int(slot)].claims[index].withdrawn = false }
+            if entries[Int(slot)].holders.isEmpty { entries[Int(slot)].vacantSince = now.timeIntervalSinceReferenceDate }
+        case .leave(let address, _, let fingerprint):
+            guard let peer = peerNumbers[fingerprint] else { return }
+            for slot in peers[Int(peer)].holding where entries[Int(slot)].holders.contains(where: { $0.peer == peer && addresses[$0.address] == address }) {
+                dropHolder(peer, of: slot, now: now)
+            }
+        case .legacyLeave(let address, let name):
+            for slot in slots.values {
+                let dropped = holders(of: slot, at: address, named: name)
+                dropHolders(dropped, of: slot, now: now)
+            }
+        }
+    }
+}
