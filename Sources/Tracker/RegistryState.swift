@@ -61,8 +61,6 @@ struct EntryView: Sendable {
 
     /// Withdrawn by an admin: nobody may share the root until an admin allows it again.
     var withdrawn: Bool { stored.withdrawn }
-    /// Whether forgetting the file would lose a withdrawal.
-    var hasWithdrawal: Bool { stored.hasWithdrawal }
 }
 
 /// The registry's files, claims and holders in compact form: files in an array of slots found
@@ -100,6 +98,7 @@ struct RegistryState: Sendable {
         /// When the last holder went (seconds since the reference date), or nil while held.
         var vacantSince: Double?
 
+        /// Whether forgetting the file would lose a withdrawal.
         var hasWithdrawal: Bool { withdrawn || claims.contains(where: \.withdrawn) }
 
         func claimIndex(_ signer: UInt32) -> Int? { claims.firstIndex { $0.signer == signer } }
@@ -147,10 +146,6 @@ struct RegistryState: Sendable {
     /// The file as stored, for undoing a change.
     func stored(_ file: FileID) -> Entry? {
         slots[RootKey(file)].map { entries[Int($0)] }
-    }
-
-    func entry(_ file: FileID) -> EntryView? {
-        stored(file).map(view)
     }
 
     private func view(_ entry: Entry) -> EntryView {
