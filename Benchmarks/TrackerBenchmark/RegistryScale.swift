@@ -95,9 +95,10 @@ enum RegistryScale {
         FileID(hex: String(format: "%064lx", index &* 2_654_435_761 &+ 1))!
     }
 
-    /// A `.mtorrent` header naming `file`, signed by `identity` (whose certificate is `pem`).
+    /// A `.mtorrent` header naming `file`, signed by `identity` (whose certificate file, ending in a
+    /// line feed, is `pem`).
     static func proof(_ file: FileID, size: UInt64, name: String, identity: SigningIdentity, pem: String) throws -> [UInt8] {
-        let signed = Array("mtorrent 2\ntracker 127.0.0.1:7001\nname \(name)\nsize \(size)\npiece-size 262144\nhash-algorithm sha256\nroot \(file)\nsigner\n\(pem)\n".utf8)
+        let signed = Array("mtorrent 2\ntracker 127.0.0.1:7001\nname \(name)\nsize \(size)\npiece-size 262144\nhash-algorithm sha256\nroot \(file)\nsigner\n\(pem)".utf8)
         return signed + Array("signature \(Hex.encode(try identity.sign(signed)))\n".utf8)
     }
 
