@@ -62,14 +62,11 @@ public final class Registry: Sendable {
         }
         state = NIOLockedValueBox(replayed)
         let averageLine = read.lines == 0 ? 200 : read.bytes / read.lines
-        if !existed || read.bytes > max(compactionThreshold, 2 * (replayed.fileCount + replayed.holderCount) * averageLine) {
-            bytesPerLine = NIOLockedValueBox(try Self.compact(replayed, into: path))
-        } else {
-            bytesPerLine = NIOLockedValueBox(averageLine)
-        }
+        let outgrown = !existed || read.bytes > max(compactionThreshold, 2 * (replayed.fileCount + replayed.holderCount) * averageLine)
+        bytesPerLine = NIOLockedValueBox(outgrown ? try Self.compact(replayed, into: path) : averageLine)
         let file = try AppendLog(path: path, write: journalWrite)
         // A torn last line, after the last line feed, was never answered: it is not replayed, and cut off.
-        if file.length > read.bytes { try file.truncate(to: read.bytes) }
+        if !outgrown, file.length > read.bytes { try file.truncate(to: read.bytes) }
         journal = GroupCommitLog(file: file)
         let thread = Thread { [weak self, journal] in
             while journal.waitForWork() {
