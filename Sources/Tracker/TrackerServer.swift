@@ -229,7 +229,11 @@ public final class TrackerServer: Sendable {
             let promise = eventLoop.makePromise(of: TrackerResponse.self)
             promise.completeWithTask { [self, signed] in
                 do {
-                    return Self.response(try await change(request, signed: signed, identity: identity, host: host, isAdmin: isAdmin))
+                    let outcome = try await change(request, signed: signed, identity: identity, host: host, isAdmin: isAdmin)
+                    if case .refused(.quota, _) = outcome {
+                        log(.warning, "refused: the certificate's quota is used up", identity: identity, ["request": "\(request.line.prefix(100))"])
+                    }
+                    return Self.response(outcome)
                 } catch {
                     log(.error, "cannot record a change", identity: identity, ["error": "\(error)"])
                     return .failure(code: .trackerError, message: "the tracker could not record this change; try again or use the other tracker")

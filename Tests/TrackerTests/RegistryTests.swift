@@ -251,6 +251,20 @@ import Wire
         #expect(writes.calls == 2)
     }
 
+    @Test func aJournalThatOutgrewItsStateIsCompactedAtStartTornLineAndAll() async throws {
+        let folder = TemporaryFolder()
+        try FileIO.makeFolder(folder.path, mode: 0o755)
+        let churn = (0..<50).map { _ in "share \(fileB) 6 127.0.0.1:2 bob \(bob.fingerprint) b\nleave 127.0.0.1:2 bob \(bob.fingerprint)\n" }.joined()
+        let text = "share \(fileA) 5 127.0.0.1:1 alice \(alice.fingerprint) a\n" + churn + "share \(fileB) 6 127.0.0.1:2 bob \(bob.fingerprint) b\nshare \(fileA) 5 127.0.0"
+        try text.write(toFile: folder.file("seeders.txt"), atomically: true, encoding: .utf8)
+        let registry = try Registry(folder: folder.path, timeToLive: 300, compactionThreshold: 1024)
+        #expect(registry.counts.files == 2)
+        #expect(registry.counts.holders == 2)
+        let compacted = try String(contentsOfFile: folder.file("seeders.txt"), encoding: .utf8)
+        #expect(compacted.split(separator: "\n").count == 4, "a claim and a holder for each file")
+        #expect(compacted.hasSuffix("\n"))
+    }
+
     @Test func anotherSignersClaimWithAnotherSizeLeavesTheFirstAlone() async throws {
         let folder = TemporaryFolder()
         let registry = try Registry(folder: folder.path, timeToLive: 300)
