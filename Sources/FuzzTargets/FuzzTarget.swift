@@ -83,12 +83,24 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         }
     }
 
+    /// `word` in single quotes, each `'` in it written `'\''`. Scalar by scalar: a quote followed
+    /// by a combining mark is one Character, which splitting by Characters would miss.
+    private static func quotedForTheShell(_ word: String) -> String {
+        var quoted = String.UnicodeScalarView()
+        quoted.append("'")
+        for scalar in word.unicodeScalars {
+            if scalar == "'" { quoted.append(contentsOf: #"'\''"#.unicodeScalars) } else { quoted.append(scalar) }
+        }
+        quoted.append("'")
+        return String(quoted)
+    }
+
     private static func shell(_ bytes: [UInt8]) {
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
             guard let command = try? ShellCommand.parse(String(line)) else { continue }
             _ = command.paths(relativeTo: "/fuzz")
             guard let words = try? ShellWords.split(String(line)) else { preconditionFailure("a command was read from words that do not split") }
-            let quoted = words.map { "'" + $0.split(separator: "'", omittingEmptySubsequences: false).joined(separator: #"'\''"#) + "'" }.joined(separator: " ")
+            let quoted = words.map(quotedForTheShell).joined(separator: " ")
             precondition((try? ShellWords.split(quoted)) == words, "words quoted again do not split back the same")
             if quoted.utf8.count <= ShellCommand.maximumLineBytes {
                 precondition((try? ShellCommand.parse(quoted)) == command, "a command quoted again does not read back the same")
