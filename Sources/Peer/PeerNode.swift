@@ -52,6 +52,8 @@ public final class PeerNode: @unchecked Sendable {
     private let threadPool: NIOThreadPool
     private let trust: TrustSource
     private let identity: SigningIdentity
+    /// This peer's certificate fingerprint: trackers list this peer too, and it is not asked.
+    private let ownFingerprint: String
     private let index: ShareIndex
     private let partials = PartialShares()
     private var seeder: Seeder?
@@ -74,6 +76,7 @@ public final class PeerNode: @unchecked Sendable {
         self.logger = logger
         trust = TrustSource(try TrustStore.load(from: configuration.pki))
         identity = try SigningIdentity.load(named: configuration.name, from: configuration.pki)
+        ownFingerprint = try CertificateProfile.fingerprint(of: identity.certificate)
         _ = try trust.current.validate(identity.certificate, as: .peer)
         index = try ShareIndex(stateFolder: configuration.stateFolder)
         peerTLS = try configuration.tlsBackend.makeContext(TLSConfiguration(
@@ -195,13 +198,13 @@ public final class PeerNode: @unchecked Sendable {
             throw CommandFailure(.fileNotFound, "\(path) cannot be read: \(error)")
         }
         guard FileStamp(path: path) == stamp else { throw CommandFailure(.fileChanged, "\(path) changed while it was being shared; share it again") }
+        guard let header = torrent.signedHeader else { throw CommandFailure(.signatureInvalid, "the new .mtorrent has no signed header") }
         do {
             try FileIO.createExclusive(destination, bytes: try torrent.serialized(), mode: 0o644)
         } catch {
             throw CommandFailure(FileIO.exists(destination) ? .alreadyExists : .invalidArguments, "cannot write \(destination): \(error)")
         }
         let file = FileID(bytes: torrent.root)!
-        guard let header = torrent.signedHeader else { throw CommandFailure(.signatureInvalid, "the new .mtorrent has no signed header") }
         let earlier = index.entry(for: file)
         do {
             try index.add(ShareEntry(
@@ -409,7 +412,6 @@ public final class PeerNode: @unchecked Sendable {
         try? await server?.close()
     }
 
-    private var ownFingerprint: String { (try? CertificateProfile.fingerprint(of: identity.certificate)) ?? "" }
 
     /// Which trackers took a request, and what the others said.
     private static func summary(of answers: TrackerAnswers) -> String {

@@ -216,20 +216,12 @@ public final class TrackerServer: Sendable {
         case .heartbeat(let port):
             return eventLoop.makeSucceededFuture(Self.response(registry.heartbeat(address: Self.address(host, port), identity: identity)))
         case .share, .remove, .allow, .leave:
-            var signed: (SignedHeader, VerifiedIdentity)?
-            if case .share(let file, _, let proof) = request {
-                do throws(ProofRefusal) {
-                    signed = try verify(proof, of: file)
-                } catch {
-                    log(.warning, "refused a share without a valid proof", identity: identity, ["file": "\(file)", "reason": "\(error.message)"])
-                    return eventLoop.makeSucceededFuture(.failure(code: .proofInvalid, message: error.message))
-                }
-            }
             let isAdmin = rules.decide(.admin, for: identity).allowed
             let promise = eventLoop.makePromise(of: TrackerResponse.self)
-            promise.completeWithTask { [self, signed] in
+            // Off the event loop: checking a share's signed header costs a signature and a chain check.
+            promise.completeWithTask { [self] in
                 do {
-                    let outcome = try await change(request, signed: signed, identity: identity, host: host, isAdmin: isAdmin)
+                    let outcome = try await change(request, identity: identity, host: host, isAdmin: isAdmin)
                     if case .refused(.quota, _) = outcome {
                         log(.warning, "refused: the certificate's quota is used up", identity: identity, ["request": "\(request.line.prefix(100))"])
                     }
@@ -243,13 +235,18 @@ public final class TrackerServer: Sendable {
         }
     }
 
-    /// Makes a change; a share comes with its verified header and signer.
-    private func change(
-        _ request: TrackerRequest, signed: (SignedHeader, VerifiedIdentity)?, identity: VerifiedIdentity, host: String, isAdmin: Bool
-    ) async throws -> RegistryOutcome {
+    /// Makes a change; a share is recorded only once its signed header verifies.
+    private func change(_ request: TrackerRequest, identity: VerifiedIdentity, host: String, isAdmin: Bool) async throws -> RegistryOutcome {
         switch request {
-        case .share(let file, let port, _):
-            guard let (header, signer) = signed else { preconditionFailure("a share is verified before it is recorded") }
+        case .share(let file, let port, let proof):
+            let header: SignedHeader
+            let signer: VerifiedIdentity
+            do throws(ProofRefusal) {
+                (header, signer) = try verify(proof, of: file)
+            } catch {
+                log(.warning, "refused a share without a valid proof", identity: identity, ["file": "\(file)", "reason": "\(error.message)"])
+                return .refused(code: .proofInvalid, message: error.message)
+            }
             return try await registry.share(
                 file: file, size: header.layout.fileSize, name: header.name, signer: signer, address: Self.address(host, port), identity: identity
             )
