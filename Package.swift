@@ -174,6 +174,7 @@ let package = Package(
             name: "PeerTests",
             dependencies: ["Peer", "Wire", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        .testTarget(name: "FileIOTests", dependencies: ["FileIO"]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MTorrentFormat"]),
         .testTarget(
             name: "WireTests",

@@ -23,6 +23,8 @@ public struct ValidationError: Error, Equatable, CustomStringConvertible, Sendab
         public static let revocationListInvalid = Code(description: "revocation-list-invalid")
         /// The revocation list is past its nextUpdate: renew it with `mtca crl`.
         public static let revocationListExpired = Code(description: "revocation-list-expired")
+        /// An offered revocation list is not newer (by CRL number) than the one in force.
+        public static let revocationListNotNewer = Code(description: "revocation-list-not-newer")
     }
 
     public let code: Code

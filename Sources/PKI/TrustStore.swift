@@ -35,6 +35,26 @@ public struct TrustStore: Sendable {
         return try TrustStore(authority: authority, revocationList: crl)
     }
 
+    /// How far in the future an offered revocation list's thisUpdate may lie (clocks differ).
+    public static let clockSkew: TimeInterval = 300
+
+    /// This store with `newer` in force, if our CA signed it, it is current at `time`, and its CRL
+    /// number is higher than the one in force; otherwise says which of those it fails. Peers judge
+    /// every revocation list a tracker hands them with it.
+    public func adopting(_ newer: RevocationList, at time: Date = Date()) throws(ValidationError) -> TrustStore {
+        let candidate = try TrustStore(authority: authority, revocationList: newer)
+        guard newer.thisUpdate <= time + Self.clockSkew, time <= newer.nextUpdate else {
+            throw ValidationError(
+                .revocationListExpired,
+                "revocation list number \(newer.number) is not current (issued \(newer.thisUpdate), valid until \(newer.nextUpdate))"
+            )
+        }
+        guard newer.number > revocationList.number else {
+            throw ValidationError(.revocationListNotNewer, "revocation list number \(newer.number) is not newer than number \(revocationList.number) in force")
+        }
+        return candidate
+    }
+
     /// Reads one PEM certificate file.
     public static func loadCertificate(at path: String) throws -> Certificate {
         let text = try FileIO.readText(path, limit: maximumCertificateFileSize)

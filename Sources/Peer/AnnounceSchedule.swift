@@ -32,6 +32,9 @@ struct AnnounceSchedule {
         var needsAnnouncement = true
         /// An action to it is running.
         var busy = false
+        /// Everything must be announced again even if the running announcement succeeds (it may
+        /// have gone out under the certificate this peer just replaced).
+        var announceAfterRun = false
         var nextAttempt: NIODeadline
         var retry: TimeAmount
         var nextHeartbeat: NIODeadline
@@ -74,8 +77,10 @@ struct AnnounceSchedule {
     mutating func finished(_ action: Action, succeeded: Bool, now: NIODeadline) {
         let index = action.tracker
         trackers[index].busy = false
+        let stale = trackers[index].announceAfterRun
+        trackers[index].announceAfterRun = false
         if succeeded {
-            if case .announceAll = action {
+            if case .announceAll = action, !stale {
                 trackers[index].needsAnnouncement = false
                 trackers[index].nextRefresh = now + refreshInterval
                 trackers[index].retry = firstRetry
@@ -83,6 +88,17 @@ struct AnnounceSchedule {
             trackers[index].nextHeartbeat = now + heartbeatInterval
         } else {
             trackerFailed(index, now: now)
+        }
+    }
+
+    /// Every tracker is to hear every share again now: this peer's certificate changed, and
+    /// trackers list holders by certificate.
+    mutating func announceEverywhere(now: NIODeadline) {
+        for index in trackers.indices {
+            trackers[index].needsAnnouncement = true
+            trackers[index].nextAttempt = now
+            trackers[index].retry = firstRetry
+            trackers[index].announceAfterRun = trackers[index].busy
         }
     }
 

@@ -22,13 +22,18 @@ public struct PeerConfiguration: Sendable {
     public var heartbeatInterval: Int64 = 60
     /// Seconds one request to a tracker may take in all: connect, handshake and answer.
     public var trackerTimeout: Int64 = TrackerClient.defaultTimeoutSeconds
+    /// Seconds between asking the trackers for a newer revocation list.
+    public var revocationPollInterval: Int64 = 5
+    /// Seconds between looks at the CA certificate, the CRL and this peer's certificate and key: a
+    /// changed file is loaded as on SIGHUP.
+    public var fileWatchInterval: Int64 = 2
     public var limits = PeerLimits()
 
     /// The keys a peer configuration file may set (config/peer.conf.example documents each).
     public static let configFileKeys: Set<String> = [
         "pki", "name", "state", "tls-backend", "heartbeat", "tracker-timeout", "log-level", "peers-per-download", "requests-per-peer", "upload-slots",
         "queued-requests", "upload-limit", "stall-timeout", "discovery-interval", "uploads-per-peer", "max-connections", "handshake-timeout",
-        "idle-timeout",
+        "idle-timeout", "crl-poll-interval", "file-watch-interval",
     ]
 
     public init(host: String, port: Int, trackers: [TrackerAddress], pki: PKILayout, name: String, stateFolder: String) {
@@ -51,15 +56,22 @@ public final class PeerNode: @unchecked Sendable {
     private let group: EventLoopGroup
     private let threadPool: NIOThreadPool
     private let trust: TrustSource
-    private let identity: SigningIdentity
-    /// This peer's certificate fingerprint: trackers list this peer too, and it is not asked.
-    private let ownFingerprint: String
+    /// The certificate and key this peer signs `.mtorrent` files with and presents (renewed in place by ``reload()``).
+    private let identity: NIOLockedValueBox<SigningIdentity>
+    /// This peer's certificate fingerprints, the renewed ones too: trackers list this peer as
+    /// well, and it is not asked.
+    private let ownFingerprints: NIOLockedValueBox<Set<String>>
+    /// The files ``reload()`` reads, looked at every ``PeerConfiguration/fileWatchInterval``.
+    private let watchedFiles: NIOLockedValueBox<FileChangeWatch>
+    /// When the trackers are next asked for a newer revocation list, and when expiry is next checked.
+    private let nextLooks: NIOLockedValueBox<(revocationPoll: NIODeadline, fileWatch: NIODeadline, expiryWarning: NIODeadline)>
     private let index: ShareIndex
     private let partials = PartialShares()
     private var seeder: Seeder?
     /// The downloads running now, so that a new CRL reaches their connections.
     private let swarms = NIOLockedValueBox<[ObjectIdentifier: Swarm]>([:])
-    private let peerTLS: TLSContext
+    private let peerTLS: RenewableTLSContext
+    private let trackerTLS: RenewableTLSContext
     private let trackers: [TrackerClient]
     private var server: Channel?
     private let schedule: NIOLockedValueBox<AnnounceSchedule>
@@ -75,16 +87,23 @@ public final class PeerNode: @unchecked Sendable {
         self.threadPool = threadPool
         self.logger = logger
         trust = TrustSource(try TrustStore.load(from: configuration.pki))
-        identity = try SigningIdentity.load(named: configuration.name, from: configuration.pki)
-        ownFingerprint = try CertificateProfile.fingerprint(of: identity.certificate)
+        let identity = try SigningIdentity.load(named: configuration.name, from: configuration.pki)
+        self.identity = NIOLockedValueBox(identity)
+        ownFingerprints = NIOLockedValueBox([try CertificateProfile.fingerprint(of: identity.certificate)])
         _ = try trust.current.validate(identity.certificate, as: .peer)
         index = try ShareIndex(stateFolder: configuration.stateFolder)
-        peerTLS = try configuration.tlsBackend.makeContext(TLSConfiguration(
+        peerTLS = try RenewableTLSContext(backend: configuration.tlsBackend, configuration: TLSConfiguration(
             identity: identity, trust: trust, peerRole: .peer, handshakeTimeoutSeconds: configuration.limits.handshakeTimeout
         ))
-        let trackerTLS = try configuration.tlsBackend.makeContext(TLSConfiguration(
+        let trackerTLS = try RenewableTLSContext(backend: configuration.tlsBackend, configuration: TLSConfiguration(
             identity: identity, trust: trust, peerRole: .tracker, handshakeTimeoutSeconds: configuration.trackerTimeout
         ))
+        self.trackerTLS = trackerTLS
+        let pki = configuration.pki
+        watchedFiles = NIOLockedValueBox(FileChangeWatch(paths: [
+            pki.authorityCertificate, pki.revocationList, pki.certificate(named: configuration.name), pki.privateKey(named: configuration.name),
+        ]))
+        nextLooks = NIOLockedValueBox((.now(), .now() + .seconds(configuration.fileWatchInterval), .now() + Self.expiryWarningInterval))
         trackers = configuration.trackers.map { TrackerClient(address: $0, tls: trackerTLS, group: group, timeoutSeconds: configuration.trackerTimeout) }
         schedule = NIOLockedValueBox(AnnounceSchedule(trackers: trackers.count, heartbeatInterval: .seconds(configuration.heartbeatInterval), now: .now()))
         missedRemovals = NIOLockedValueBox([:])
@@ -122,11 +141,105 @@ public final class PeerNode: @unchecked Sendable {
             await race.next()
             race.cancelAll()
         }
+        warnAboutExpiry()
         let loop = group.next()
         upkeep = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
             Task { await keepTrackersUpToDate() }
+            Task { await keepTrustUpToDate() }
         }
     }
+
+    /// Picks up changed PKI files, asks the trackers for a newer revocation list, and repeats the
+    /// expiry warnings, each when it is due.
+    private func keepTrustUpToDate() async {
+        let now = NIODeadline.now()
+        let (poll, watch, warn) = nextLooks.withLockedValue { next in
+            let due = (next.revocationPoll <= now, next.fileWatch <= now, next.expiryWarning <= now)
+            if due.0 { next.revocationPoll = .distantFuture }
+            if due.1 { next.fileWatch = now + .seconds(configuration.fileWatchInterval) }
+            if due.2 { next.expiryWarning = now + Self.expiryWarningInterval }
+            return due
+        }
+        if watch, watchedFiles.withLockedValue({ $0.changed() }) {
+            do {
+                try reload()
+            } catch {
+                logger.error("a changed PKI file did not load; the previous CA, CRL and certificate stay in force: \(error)")
+            }
+        }
+        if warn { warnAboutExpiry() }
+        if poll {
+            await pollRevocationLists()
+            nextLooks.withLockedValue { $0.revocationPoll = .now() + .seconds(configuration.revocationPollInterval) }
+        }
+    }
+
+    /// How often the expiry warnings are repeated.
+    private static let expiryWarningInterval = TimeAmount.hours(6)
+
+    /// Logs a warning if this peer's certificate or the CRL it holds expires soon.
+    private func warnAboutExpiry() {
+        let warnings = ExpiryNotice.warnings(
+            certificate: identity.withLockedValue { $0.certificate }, name: configuration.name,
+            revocationList: trust.current.revocationList, now: Date()
+        )
+        for warning in warnings { logger.warning("\(warning)") }
+    }
+
+    /// Asks every tracker at once for a revocation list newer than the one in force and adopts
+    /// each that our CA signed, is current and is newer still (see ``adopt(_:from:)``).
+    private func pollRevocationLists() async {
+        let known = trust.current.revocationList.number
+        await withTaskGroup(of: Void.self) { group in
+            for index in trackers.indices {
+                group.addTask { [self] in
+                    let tracker = trackers[index]
+                    do throws(TrackerUnreachable) {
+                        switch try await tracker.send(.revocationList(newerThan: known)) {
+                        case .revocationList(let der): adopt(der, from: tracker.address)
+                        case .failure(let code, let message):
+                            logger.debug("tracker gave no revocation list", metadata: ["tracker": "\(tracker.address)", "code": "\(code)", "message": "\(message)"])
+                        case .ok, .holders: break
+                        }
+                    } catch {
+                        logger.debug("tracker not reached for the revocation list", metadata: ["tracker": "\(tracker.address)", "error": "\(error)"])
+                        schedule.withLockedValue { $0.trackerFailed(index, now: .now()) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Judges a revocation list a tracker handed over; a good one is stored in the PKI folder
+    /// (atomically) and put in force at once, cutting live transfers of what it revokes. A list
+    /// our CA did not sign, that is not current, or that is not newer changes nothing.
+    private func adopt(_ der: [UInt8], from tracker: TrackerAddress) {
+        adopting.withLockedValue { _ in
+            let current = trust.current
+            let newTrust: TrustStore
+            do {
+                // Two trackers may hand over the same new list at once; only the first is news.
+                guard der != current.revocationList.derEncoded else { return }
+                newTrust = try current.adopting(try RevocationList(derEncoded: der))
+            } catch {
+                logger.warning("refused a revocation list from a tracker; nothing changed", metadata: ["tracker": "\(tracker)", "reason": "\(error)"])
+                return
+            }
+            do {
+                try FileIO.replaceAtomically(configuration.pki.revocationList, bytes: Array(newTrust.revocationList.pemEncoded.utf8), mode: 0o644)
+            } catch {
+                logger.error("could not store a new revocation list; it is in force until the peer stops", metadata: ["error": "\(error)"])
+            }
+            let closed = apply(newTrust)
+            logger.notice("adopted a newer revocation list from a tracker", metadata: [
+                "tracker": "\(tracker)", "crl": "\(newTrust.revocationList.number)", "previous": "\(current.revocationList.number)",
+                "revoked": "\(newTrust.revocationList.entries.count)", "closed": "\(closed)",
+            ])
+        }
+    }
+
+    /// Serialises adopting revocation lists: two trackers may hand over the same one at once.
+    private let adopting = NIOLockedValueBox(())
 
     /// Runs what the announce schedule says is due now, every tracker at once.
     private func keepTrackersUpToDate() async {
@@ -191,7 +304,7 @@ public final class PeerNode: @unchecked Sendable {
         guard !FileIO.exists(destination) else { throw CommandFailure(.alreadyExists, "\(destination) already exists") }
         let torrent: MTorrent
         do {
-            torrent = try MTorrent.create(fileAt: path, trackers: configuration.trackers, identity: identity, trust: trust.current)
+            torrent = try MTorrent.create(fileAt: path, trackers: configuration.trackers, identity: identity.withLockedValue { $0 }, trust: trust.current)
         } catch let error as MTorrentError {
             throw CommandFailure(error.code == .badName ? .invalidArguments : .signatureInvalid, error.description)
         } catch {
@@ -318,7 +431,8 @@ public final class PeerNode: @unchecked Sendable {
         var holders: [HolderRecord] = []
         for answer in answers.answers {
             guard case .success(.holders(_, _, let records)) = answer.result else { continue }
-            for record in records where !holders.contains(record) && record.fingerprint != ownFingerprint { holders.append(record) }
+            let own = ownFingerprints.withLockedValue { $0 }
+            for record in records where !holders.contains(record) && !own.contains(record.fingerprint) { holders.append(record) }
         }
         guard holders.isEmpty else { return holders }
         guard answers.problems.count < answers.answers.count else { throw answers.failure }
@@ -393,15 +507,41 @@ public final class PeerNode: @unchecked Sendable {
         }
     }
 
-    /// Reloads the CA certificate and the CRL (the peer does this on SIGHUP): from then on every
+    /// Reloads the CA certificate, the CRL and this peer's certificate and key (the peer does this
+    /// on SIGHUP and when one of those files changes), all or nothing: from then on every
     /// handshake, as server and as client, and every `.mtorrent` check uses them. Live uploads to,
-    /// and downloads from, a certificate the new CRL revokes are closed.
+    /// and downloads from, a certificate the new CRL revokes are closed. A renewed certificate is
+    /// presented on every new connection, and every share is announced again under it (trackers
+    /// list holders by certificate).
     public func reload() throws {
         let newTrust = try TrustStore.load(from: configuration.pki)
+        let newIdentity = try SigningIdentity.load(named: configuration.name, from: configuration.pki)
+        _ = try newTrust.validate(newIdentity.certificate, as: .peer)
+        let renewed = newIdentity.certificate != identity.withLockedValue { $0.certificate }
+        if renewed {
+            let fingerprint = try CertificateProfile.fingerprint(of: newIdentity.certificate)
+            try peerTLS.replaceIdentity(with: newIdentity)
+            try trackerTLS.replaceIdentity(with: newIdentity)
+            identity.withLockedValue { $0 = newIdentity }
+            ownFingerprints.withLockedValue { _ = $0.insert(fingerprint) }
+            for tracker in trackers { tracker.close() }
+            schedule.withLockedValue { $0.announceEverywhere(now: .now()) }
+        }
+        let closed = apply(newTrust)
+        logger.info("reloaded CA, CRL and own certificate", metadata: [
+            "crl": "\(newTrust.revocationList.number)", "closed": "\(closed)",
+            "certificate": renewed ? "renewed, serial \(Hex.encode(newIdentity.certificate.serialNumber.bytes))" : "unchanged",
+        ])
+        warnAboutExpiry()
+    }
+
+    /// Puts `newTrust` in force and closes live transfers with certificates it revokes; returns
+    /// how many uploads it closed.
+    private func apply(_ newTrust: TrustStore) -> Int {
         trust.replace(with: newTrust)
         let closed = seeder?.closeRevoked(by: newTrust) ?? 0
         for swarm in swarms.withLockedValue({ Array($0.values) }) { swarm.closeRevoked(by: newTrust) }
-        logger.info("reloaded CA and CRL", metadata: ["crl": "\(newTrust.revocationList.number)", "closed": "\(closed)"])
+        return closed
     }
 
     /// Leaves the trackers (each within its deadline) and stops serving.

@@ -44,6 +44,7 @@ struct TrackerAnswers {
             switch answer.result {
             case .success(.ok(let message)): return "tracker \(answer.tracker): \(message)"
             case .success(.holders(_, _, let records)): return "tracker \(answer.tracker): \(records.count) holder(s)"
+            case .success(.revocationList(let der)): return "tracker \(answer.tracker): a revocation list of \(der.count) bytes"
             case .success(.failure(let code, let message)): return "tracker \(answer.tracker) answered \(code) \(message)"
             case .failure(let problem): return problem.description
             }

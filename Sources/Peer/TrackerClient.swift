@@ -98,7 +98,7 @@ public final class TrackerClient: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
                         TLSHandler(context: tls, side: .client(dialedHost: host)),
-                        ByteToMessageHandler(LineFrameDecoder(maximumLength: 64 * 1024)),
+                        ByteToMessageHandler(LineFrameDecoder(maximumLength: TrackerResponse.maximumLineLength)),
                         ResponseCollector(),
                     ])
                 }

@@ -1,3 +1,6 @@
+import NIOConcurrencyHelpers
+import PKI
+
 /// One endpoint's TLS settings prepared for a backend, from which each connection gets its engine.
 public protocol TLSContext: AnyObject, Sendable {
     var configuration: TLSConfiguration { get }
@@ -42,5 +45,33 @@ public enum TLSBackend: String, Sendable, CaseIterable, CustomStringConvertible 
             throw TLSError(.configuration, "this build has no GnuTLS backend; rebuild with 'swift build --traits GnuTLS' or use openssl")
             #endif
         }
+    }
+}
+
+/// A TLS context whose own certificate and key can be replaced while it serves: every new
+/// connection gets its engine from the context in force, and connections already open keep the
+/// one they started with. Trackers and peers renew their certificate in place with it.
+public final class RenewableTLSContext: TLSContext {
+    private let backend: TLSBackend
+    private let inForce: NIOLockedValueBox<TLSContext>
+
+    /// Prepares `configuration` for `backend`.
+    public init(backend: TLSBackend, configuration: TLSConfiguration) throws(TLSError) {
+        self.backend = backend
+        inForce = NIOLockedValueBox(try backend.makeContext(configuration))
+    }
+
+    public var configuration: TLSConfiguration { inForce.withLockedValue { $0.configuration } }
+
+    public func makeEngine(side: TLSSide) throws(TLSError) -> TLSEngine {
+        try inForce.withLockedValue { $0 }.makeEngine(side: side)
+    }
+
+    /// Puts `identity` in force for every later connection; the old one stays if the backend refuses it.
+    public func replaceIdentity(with identity: SigningIdentity) throws(TLSError) {
+        var renewed = configuration
+        renewed.identity = identity
+        let context = try backend.makeContext(renewed)
+        inForce.withLockedValue { $0 = context }
     }
 }

@@ -125,16 +125,19 @@ public final class Registry: Sendable {
 
     /// The live holders of a file, or a refusal saying why there are none: a random sample of at
     /// most ``TrackerResponse/maximumHolders``, so that no holder can push the others out. The
-    /// size and name are those of the claim most live holders announced.
-    public func holders(of file: FileID, now: Date = Date()) -> TrackerResponse {
+    /// size and name are those of the claim most live holders announced. Holders whose
+    /// certificate fingerprint is in `excluded` (revoked ones) are left out.
+    public func holders(of file: FileID, excluding excluded: Set<String> = [], now: Date = Date()) -> TrackerResponse {
         state.withLockedValue { state in
             guard let entry = state.stored(file), !entry.withdrawn, entry.claims.contains(where: { !$0.withdrawn }) else {
                 return .failure(code: .fileNotFound, message: "no peer shares \(file)")
             }
-            guard let (claim, live) = state.liveHolders(of: file, since: now - timeToLive) else {
+            guard let (claim, live) = state.liveHolders(of: file, since: now - timeToLive),
+                  case let listed = excluded.isEmpty ? live : live.filter({ !excluded.contains($0.fingerprint) }), !listed.isEmpty
+            else {
                 return .failure(code: .noSeeders, message: "no peer holding \(file) is online")
             }
-            return .holders(size: claim.size, name: claim.name, Array(live.shuffled().prefix(TrackerResponse.maximumHolders)))
+            return .holders(size: claim.size, name: claim.name, Array(listed.shuffled().prefix(TrackerResponse.maximumHolders)))
         }
     }
 

@@ -1,3 +1,4 @@
+import FileIO
 import Foundation
 import Logging
 import MTorrentFormat
@@ -7,6 +8,7 @@ import PKI
 import NIOConcurrencyHelpers
 import TLS
 import Wire
+import X509
 
 /// Everything a tracker needs to run; the `tracker` command fills it from flags and a config file.
 public struct TrackerConfiguration: Sendable {
@@ -33,11 +35,14 @@ public struct TrackerConfiguration: Sendable {
     public var requestsPerSecond = 100
     /// Requests one certificate may send at once, above the sustained rate.
     public var requestBurst = 1000
+    /// Seconds between looks at the CA certificate, CRL, ACL and the tracker's own certificate and
+    /// key: a changed file is loaded as on SIGHUP.
+    public var fileWatchInterval: Int64 = 2
 
     /// The keys a tracker configuration file may set (config/tracker.conf.example documents each).
     public static let configFileKeys: Set<String> = [
         "pki", "name", "acl", "data", "ttl", "max-connections", "max-connections-per-peer", "max-files-per-peer", "idle-timeout", "handshake-timeout",
-        "tls-backend", "log-level", "requests-per-second", "request-burst",
+        "tls-backend", "log-level", "requests-per-second", "request-burst", "file-watch-interval",
     ]
 
     public init(host: String, port: Int, pki: PKILayout, name: String, aclPath: String?, dataFolder: String) {
@@ -57,7 +62,13 @@ public final class TrackerServer: Sendable {
     public let registry: Registry
     private let logger: Logger
     private let trust: TrustSource
-    private let tlsContext: TLSContext
+    private let tlsContext: RenewableTLSContext
+    /// The certificate this tracker presents now (renewed in place by ``reload()``).
+    private let ownCertificate: NIOLockedValueBox<Certificate>
+    /// Holders left out of answers because the CRL in force revokes them.
+    private let revokedHolders = RevokedHolders()
+    /// The files ``reload()`` reads, looked at every ``TrackerConfiguration/fileWatchInterval``.
+    private let watchedFiles: NIOLockedValueBox<FileChangeWatch>
     private let acl: NIOLockedValueBox<AccessControlList>
     private let connections = NIOLockedValueBox<[ObjectIdentifier: (channel: Channel, identity: VerifiedIdentity)]>([:])
     private let channel = NIOLockedValueBox<Channel?>(nil)
@@ -75,13 +86,21 @@ public final class TrackerServer: Sendable {
         _ = try trust.current.validate(identity.certificate, as: .tracker)
         var tls = TLSConfiguration(identity: identity, trust: trust, peerRole: .peer)
         tls.handshakeTimeoutSeconds = configuration.handshakeTimeout
-        tlsContext = try configuration.tlsBackend.makeContext(tls)
+        tlsContext = try RenewableTLSContext(backend: configuration.tlsBackend, configuration: tls)
+        ownCertificate = NIOLockedValueBox(identity.certificate)
+        watchedFiles = NIOLockedValueBox(FileChangeWatch(paths: Self.filesToWatch(configuration)))
         acl = NIOLockedValueBox(try Self.loadACL(configuration.aclPath))
         registry = try Registry(
             folder: configuration.dataFolder, timeToLive: configuration.timeToLive, maximumFilesPerPeer: configuration.maximumFilesPerPeer, logger: logger
         )
         requestBudgets = configuration.requestsPerSecond > 0
             ? CertificateBudgets(burst: max(configuration.requestBurst, 1), perSecond: configuration.requestsPerSecond) : nil
+    }
+
+    private static func filesToWatch(_ configuration: TrackerConfiguration) -> [String] {
+        let pki = configuration.pki
+        return [pki.authorityCertificate, pki.revocationList, pki.certificate(named: configuration.name), pki.privateKey(named: configuration.name)]
+            + (configuration.aclPath.map { [$0] } ?? [])
     }
 
     private static func loadACL(_ path: String?) throws -> AccessControlList {
@@ -102,6 +121,8 @@ public final class TrackerServer: Sendable {
             .bind(host: configuration.host, port: configuration.port).wait()
         channel.withLockedValue { $0 = bound }
         scheduleExpiry(on: bound.eventLoop)
+        scheduleUpkeep(on: bound.eventLoop)
+        warnAboutExpiry()
         let counts = registry.counts
         logger.info("tracker listening", metadata: [
             "address": "\(bound.localAddress.map(Self.format) ?? "?")", "acl": "\(acl.withLockedValue { $0.source })",
@@ -122,20 +143,72 @@ public final class TrackerServer: Sendable {
         for (_, connection) in connections.withLockedValue({ $0 }) { connection.channel.close(promise: nil) }
     }
 
-    /// Reloads the CA certificate, the CRL and the ACL (the tracker does this on SIGHUP), and
-    /// closes the connections of certificates the new CRL revokes.
+    /// Reloads the CA certificate, the CRL, the ACL and the tracker's own certificate and key (the
+    /// tracker does this on SIGHUP and when one of those files changes), all or nothing: a file
+    /// that does not load leaves everything as it was. Connections of certificates the new CRL
+    /// revokes are closed and their holder entries leave the answers; connections open before a
+    /// renewal keep the old certificate, new ones get the new.
     public func reload() throws {
         let newTrust = try TrustStore.load(from: configuration.pki)
         let newACL = try Self.loadACL(configuration.aclPath)
+        let identity = try SigningIdentity.load(named: configuration.name, from: configuration.pki)
+        _ = try newTrust.validate(identity.certificate, as: .tracker)
+        let renewed = identity.certificate != ownCertificate.withLockedValue { $0 }
+        if renewed { try tlsContext.replaceIdentity(with: identity) }
+        ownCertificate.withLockedValue { $0 = identity.certificate }
         trust.replace(with: newTrust)
         acl.withLockedValue { $0 = newACL }
+        let revokedHolders = revokedHolders.update(for: newTrust)
         var closed = 0
         for (_, connection) in connections.withLockedValue({ $0 }) where newTrust.revokes(connection.identity) {
             logger.warning("closing connection of a revoked certificate", metadata: ["peer": "\(connection.identity.name)"])
             connection.channel.close(promise: nil)
             closed += 1
         }
-        logger.info("reloaded CA, CRL and ACL", metadata: ["crl": "\(newTrust.revocationList.number)", "acl": "\(newACL.source)", "closed": "\(closed)"])
+        logger.info("reloaded CA, CRL, ACL and own certificate", metadata: [
+            "crl": "\(newTrust.revocationList.number)", "acl": "\(newACL.source)", "closed": "\(closed)",
+            "revoked-holders": "\(revokedHolders)", "certificate": renewed ? "renewed, serial \(Hex.encode(identity.certificate.serialNumber.bytes))" : "unchanged",
+        ])
+        warnAboutExpiry()
+    }
+
+    /// Logs a warning if this tracker's certificate or the CRL it holds expires soon.
+    private func warnAboutExpiry() {
+        let warnings = ExpiryNotice.warnings(
+            certificate: ownCertificate.withLockedValue { $0 }, name: configuration.name,
+            revocationList: trust.current.revocationList, now: Date()
+        )
+        for warning in warnings { logger.warning("\(warning)") }
+    }
+
+    /// Looks at the watched files every few seconds and reloads when one changed; warns about
+    /// expiry every few hours.
+    private func scheduleUpkeep(on eventLoop: EventLoop) {
+        let interval = TimeAmount.seconds(configuration.fileWatchInterval)
+        eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+            guard watchedFiles.withLockedValue({ $0.changed() }) else { return }
+            do {
+                try reload()
+            } catch {
+                logger.error("a changed file did not load; the previous CA, CRL, ACL and certificate stay in force", metadata: ["error": "\(error)"])
+            }
+        }
+        eventLoop.scheduleRepeatedTask(initialDelay: Self.expiryWarningInterval, delay: Self.expiryWarningInterval) { [self] _ in
+            warnAboutExpiry()
+        }
+    }
+
+    /// How often the expiry warnings are repeated.
+    private static let expiryWarningInterval = TimeAmount.hours(6)
+
+    /// The answer to `CRL n`: the list in force if it is newer than number `n`.
+    fileprivate func revocationList(newerThan known: Int) -> TrackerResponse {
+        let list = trust.current.revocationList
+        guard list.number > known else { return .ok("revocation list \(list.number) is the newest here") }
+        guard list.derEncoded.count <= TrackerResponse.maximumRevocationListBytes else {
+            return .failure(code: .trackerError, message: "the revocation list is larger than \(TrackerResponse.maximumRevocationListBytes) bytes and is not handed out")
+        }
+        return .revocationList(list.derEncoded)
     }
 
     private func setUp(_ child: Channel) throws {
@@ -168,6 +241,7 @@ public final class TrackerServer: Sendable {
             let held = connections.values.count { $0.identity.fingerprint == identity.fingerprint }
             guard held < configuration.maximumConnectionsPerPeer else { return false }
             connections[ObjectIdentifier(channel)] = (channel, identity)
+            revokedHolders.learn(identity)
             return true
         }
     }
@@ -195,8 +269,14 @@ public final class TrackerServer: Sendable {
     /// Answers one request from an authenticated peer at `address` (its connection's host and the
     /// port it serves on). A change is answered once its journal line is durable; a GET at once.
     fileprivate func answer(_ request: TrackerRequest, identity: VerifiedIdentity, host: String, on eventLoop: EventLoop) -> EventLoopFuture<TrackerResponse> {
+        // The revocation list is for every certificate that can connect, whatever the ACL says.
+        if case .revocationList(let known) = request {
+            log(.debug, "asked for the revocation list", identity: identity, ["holds": "\(known)"])
+            return eventLoop.makeSucceededFuture(revocationList(newerThan: known))
+        }
         let action: AccessControlList.Action
         switch request {
+        case .revocationList: preconditionFailure("answered above")
         case .share, .heartbeat, .leave: action = .share
         case .get: action = .get
         case .remove: action = .remove
@@ -212,10 +292,10 @@ public final class TrackerServer: Sendable {
         }
         switch request {
         case .get(let file):
-            return eventLoop.makeSucceededFuture(registry.holders(of: file))
+            return eventLoop.makeSucceededFuture(registry.holders(of: file, excluding: revokedHolders.fingerprints))
         case .heartbeat(let port):
             return eventLoop.makeSucceededFuture(Self.response(registry.heartbeat(address: Self.address(host, port), identity: identity)))
-        case .share, .remove, .allow, .leave:
+        case .share, .remove, .allow, .leave, .revocationList:
             let isAdmin = rules.decide(.admin, for: identity).allowed
             let promise = eventLoop.makePromise(of: TrackerResponse.self)
             // Off the event loop: checking a share's signed header costs a signature and a chain check.
@@ -256,7 +336,7 @@ public final class TrackerServer: Sendable {
             return try await registry.allow(file: file)
         case .leave(let port):
             return try await registry.leave(address: Self.address(host, port), identity: identity)
-        case .get, .heartbeat:
+        case .get, .heartbeat, .revocationList:
             preconditionFailure("\(request.line) changes nothing")
         }
     }

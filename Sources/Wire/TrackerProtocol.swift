@@ -34,6 +34,9 @@ public enum TrackerRequest: Equatable, Sendable {
     case heartbeat(port: UInt16)
     /// The caller serving on `port` is going away: drop all its entries.
     case leave(port: UInt16)
+    /// Send the CA's revocation list if the tracker's is newer than number `newerThan` (the one
+    /// the caller holds); peers poll with it, so a revocation reaches them without a signal.
+    case revocationList(newerThan: Int)
 
     /// Longest request line accepted: room for a SHARE carrying the base64 of a signed header of
     /// up to 8 KiB (`SignedHeader.maximumBytes`); every other request is far shorter.
@@ -80,6 +83,12 @@ public enum TrackerRequest: Equatable, Sendable {
         case "LEAVE":
             try expect(2)
             self = .leave(port: try port(1))
+        case "CRL":
+            try expect(2)
+            guard (1...18).contains(words[1].utf8.count), words[1].utf8.allSatisfy({ (0x30...0x39).contains($0) }), let number = Int(words[1]) else {
+                throw .malformed("'CRL' takes the number of the revocation list the caller holds")
+            }
+            self = .revocationList(newerThan: number)
         default:
             throw .malformed("unknown request '\(verb.prefix(20))'")
         }
@@ -94,6 +103,7 @@ public enum TrackerRequest: Equatable, Sendable {
         case .allow(let file): return "ALLOW \(file)"
         case .heartbeat(let port): return "HEARTBEAT \(port)"
         case .leave(let port): return "LEAVE \(port)"
+        case .revocationList(let number): return "CRL \(number)"
         }
     }
 }
@@ -118,15 +128,23 @@ public enum TrackerResponse: Equatable, Sendable {
     case ok(String)
     case holders(size: UInt64, name: String, [HolderRecord])
     case failure(code: FailureCode, message: String)
+    /// The CA's revocation list in DER, newer than the one the caller said it holds: `CRL <base64>`.
+    /// Nothing in it is trusted until the caller checks it (see `TrustStore.adopting`).
+    case revocationList([UInt8])
 
     /// Most holders one answer lists.
     public static let maximumHolders = 200
+    /// Largest revocation list a tracker hands out (in DER; some 50,000 revoked certificates).
+    public static let maximumRevocationListBytes = 2 * 1024 * 1024
+    /// Longest answer line: a `CRL` line carrying the largest revocation list.
+    public static let maximumLineLength = 4 + (maximumRevocationListBytes + 2) / 3 * 4
 
     /// The answer as lines, each without its line feed.
     public var lines: [String] {
         switch self {
         case .ok(let message): return ["OK \(message)"]
         case .failure(let code, let message): return ["ERR \(code) \(message)"]
+        case .revocationList(let der): return ["CRL \(Data(der).base64EncodedString())"]
         case .holders(let size, let name, let records):
             return ["HOLDERS \(records.count) \(size) \(name)"] + records.map { "HOLDER \($0.address) \($0.name) \($0.fingerprint)" }
         }
@@ -153,6 +171,14 @@ public struct TrackerResponseReader {
             return nil
         }
         if line.hasPrefix("OK ") { return .ok(String(line.dropFirst(3))) }
+        if line.hasPrefix("CRL ") {
+            let encoded = line.dropFirst(4)
+            guard encoded.utf8.count <= TrackerResponse.maximumLineLength,
+                  let der = Data(base64Encoded: String(encoded)).map(Array.init), !der.isEmpty,
+                  der.count <= TrackerResponse.maximumRevocationListBytes
+            else { throw .malformed("a CRL answer that is not a base64 revocation list of at most \(TrackerResponse.maximumRevocationListBytes) bytes") }
+            return .revocationList(der)
+        }
         if line.hasPrefix("ERR ") {
             let words = line.dropFirst(4).split(separator: " ", maxSplits: 1)
             guard let word = words.first, let code = FailureCode(wire: word) else { throw .malformed("an error answer without a known code") }
@@ -167,6 +193,6 @@ public struct TrackerResponseReader {
             pending = (count, size, String(words[3]), [])
             return nil
         }
-        throw .malformed("an answer that is neither OK, ERR nor HOLDERS")
+        throw .malformed("an answer that is neither OK, ERR, HOLDERS nor CRL")
     }
 }

@@ -29,7 +29,7 @@ struct PeerCommand: AsyncParsableCommand {
             Commands run at once, side by side; one that names a file an earlier running command
             names waits for it. exit and the end of input wait for the running commands; the peer
             then exits 0 if every command succeeded, 1 otherwise, unless --keep-seeding keeps it
-            serving until SIGINT or SIGTERM. SIGHUP rereads the CA and CRL.
+            serving until SIGINT or SIGTERM. SIGHUP rereads the CA, the CRL and the peer's own certificate and key (a change to those files does too); newer CRLs also come from the trackers.
             """
     )
 
@@ -58,6 +58,8 @@ struct PeerCommand: AsyncParsableCommand {
         settings.tlsBackend = backend
         if let seconds = try file?.integer("heartbeat", in: 5...3600) { settings.heartbeatInterval = Int64(seconds) }
         if let seconds = try file?.integer("tracker-timeout", in: 1...300) { settings.trackerTimeout = Int64(seconds) }
+        if let seconds = try file?.integer("crl-poll-interval", in: 1...3600) { settings.revocationPollInterval = Int64(seconds) }
+        if let seconds = try file?.integer("file-watch-interval", in: 1...3600) { settings.fileWatchInterval = Int64(seconds) }
         if let file { settings.limits = try Self.limits(from: file) }
         try ProgramSupport.bootstrapLogging(levelName: file?.string("log-level"))
         // Past a file-size limit a write fails with a clear error instead of killing the peer.

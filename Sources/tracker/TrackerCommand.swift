@@ -15,7 +15,10 @@ struct TrackerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tracker",
         abstract: "Run a MiniTorrent tracker: it records which peers hold which file, over mutual TLS.",
-        discussion: "SIGHUP reloads the CA certificate, the CRL and the ACL; SIGINT or SIGTERM stops the tracker. See config/tracker.conf.example."
+        discussion: """
+            SIGHUP reloads the CA certificate, the CRL, the ACL and the tracker's own certificate and key; so does a change to any of those files \
+            (looked at every few seconds). SIGINT or SIGTERM stops the tracker. See config/tracker.conf.example.
+            """
     )
 
     @Argument(help: "Address to listen on, ip:port (port 0 picks a free port).") var address: String
@@ -47,6 +50,7 @@ struct TrackerCommand: AsyncParsableCommand {
         if let value = try file?.integer("handshake-timeout", in: 1...300) { settings.handshakeTimeout = Int64(value) }
         if let value = try file?.integer("requests-per-second", in: 0...1_000_000) { settings.requestsPerSecond = value }
         if let value = try file?.integer("request-burst", in: 1...1_000_000) { settings.requestBurst = value }
+        if let value = try file?.integer("file-watch-interval", in: 1...3600) { settings.fileWatchInterval = Int64(value) }
         try ProgramSupport.bootstrapLogging(levelName: file?.string("log-level"))
         // Past a file-size limit a journal append fails (and is cut back) instead of killing the tracker.
         signal(SIGXFSZ, SIG_IGN)

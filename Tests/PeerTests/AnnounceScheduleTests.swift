@@ -40,6 +40,26 @@ import Testing
         #expect(schedule.due(now: at(60)) == [.heartbeat(tracker: 0)])
     }
 
+    @Test func aRenewedCertificateIsAnnouncedEverywhereAtOnce() {
+        var schedule = AnnounceSchedule(trackers: 2, heartbeatInterval: .seconds(60), now: start)
+        for action in schedule.due(now: start) { schedule.finished(action, succeeded: true, now: start) }
+        schedule.announceEverywhere(now: at(30))
+        #expect(!schedule.isUpToDate(0) && !schedule.isUpToDate(1))
+        #expect(schedule.due(now: at(30)) == [.announceAll(tracker: 0), .announceAll(tracker: 1)])
+    }
+
+    @Test func anAnnouncementRunningWhenTheCertificateChangesIsMadeAgain() {
+        var schedule = AnnounceSchedule(trackers: 1, heartbeatInterval: .seconds(60), now: start)
+        #expect(schedule.due(now: start) == [.announceAll(tracker: 0)])
+        // The certificate changes while that announcement (under the old one) is still running.
+        schedule.announceEverywhere(now: at(1))
+        schedule.finished(.announceAll(tracker: 0), succeeded: true, now: at(2))
+        #expect(!schedule.isUpToDate(0))
+        #expect(schedule.due(now: at(2)) == [.announceAll(tracker: 0)])
+        schedule.finished(.announceAll(tracker: 0), succeeded: true, now: at(3))
+        #expect(schedule.isUpToDate(0))
+    }
+
     @Test func aFailedHeartbeatLeadsToAFullAnnouncement() {
         var schedule = AnnounceSchedule(trackers: 1, heartbeatInterval: .seconds(5), now: start)
         for action in schedule.due(now: start) { schedule.finished(action, succeeded: true, now: start) }
