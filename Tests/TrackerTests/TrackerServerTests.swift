@@ -134,19 +134,28 @@ import Wire
         await #expect(throws: TrackerUnreachable.self) { try await mallory.send(.get(file: fileA)) }
     }
 
-    @Test func aRevokedPeersConnectionIsClosedOnReload() async throws {
+    @Test func aRevokedPeersConnectionIsClosedAndItsHoldingsUnlistedOnReload() async throws {
         let fixture = try TrackerFixture()
         let alice = try fixture.client("alice")
+        let bob = try fixture.client("bob")
         _ = try await alice.send(fixture.share(fileA, port: 6001, signedBy: "alice"))
+        _ = try await bob.send(fixture.share(fileA, port: 6002, signedBy: "alice"))
+        guard case .holders(_, _, let before) = try await bob.send(.get(file: fileA)) else {
+            Issue.record("both holders should be listed")
+            return
+        }
+        #expect(Set(before.map(\.name)) == ["alice", "bob"])
         try fixture.ca.authority.revoke(name: "alice", reason: .keyCompromise)
         try fixture.server.reload()
         try await Task.sleep(for: .milliseconds(300))
         // The open connection was closed; a new one is refused during its handshake.
         await #expect(throws: TrackerUnreachable.self) { try await alice.send(.get(file: fileA)) }
         await #expect(throws: TrackerUnreachable.self) { try await alice.send(.get(file: fileA)) }
-        guard case .holders = try await fixture.client("bob").send(.get(file: fileA)) else {
+        // Others are served as before, and alice is no longer offered to them.
+        guard case .holders(_, _, let after) = try await bob.send(.get(file: fileA)) else {
             Issue.record("others were disturbed by the reload")
             return
         }
+        #expect(after.map(\.name) == ["bob"])
     }
 }
