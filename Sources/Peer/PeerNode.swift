@@ -63,8 +63,10 @@ public final class PeerNode: @unchecked Sendable {
     private let ownFingerprints: NIOLockedValueBox<Set<String>>
     /// The files ``reload()`` reads, looked at every ``PeerConfiguration/fileWatchInterval``.
     private let watchedFiles: NIOLockedValueBox<FileChangeWatch>
-    /// When the trackers are next asked for a newer revocation list, and when expiry is next checked.
-    private let nextLooks: NIOLockedValueBox<(revocationPoll: NIODeadline, fileWatch: NIODeadline, expiryWarning: NIODeadline)>
+    /// When the expiry warnings are next repeated.
+    private let nextExpiryWarning: NIOLockedValueBox<NIODeadline>
+    /// Whether the trackers are being asked for a newer revocation list now (one round at a time).
+    private let polling = NIOLockedValueBox(false)
     private let index: ShareIndex
     private let partials = PartialShares()
     private var seeder: Seeder?
@@ -77,7 +79,7 @@ public final class PeerNode: @unchecked Sendable {
     private let schedule: NIOLockedValueBox<AnnounceSchedule>
     /// Withdrawals a tracker missed while unreachable, sent when it answers again.
     private let missedRemovals: NIOLockedValueBox<[Int: Set<FileID>]>
-    private var upkeep: RepeatedTask?
+    private var upkeep: [RepeatedTask] = []
     /// The port other peers reach this one on (known once started).
     public private(set) var servingPort: UInt16 = 0
 
@@ -103,7 +105,7 @@ public final class PeerNode: @unchecked Sendable {
         watchedFiles = NIOLockedValueBox(FileChangeWatch(paths: [
             pki.authorityCertificate, pki.revocationList, pki.certificate(named: configuration.name), pki.privateKey(named: configuration.name),
         ]))
-        nextLooks = NIOLockedValueBox((.now(), .now() + .seconds(configuration.fileWatchInterval), .now() + Self.expiryWarningInterval))
+        nextExpiryWarning = NIOLockedValueBox(.now() + Self.expiryWarningInterval)
         trackers = configuration.trackers.map { TrackerClient(address: $0, tls: trackerTLS, group: group, timeoutSeconds: configuration.trackerTimeout) }
         schedule = NIOLockedValueBox(AnnounceSchedule(trackers: trackers.count, heartbeatInterval: .seconds(configuration.heartbeatInterval), now: .now()))
         missedRemovals = NIOLockedValueBox([:])
@@ -143,35 +145,39 @@ public final class PeerNode: @unchecked Sendable {
         }
         warnAboutExpiry()
         let loop = group.next()
-        upkeep = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
-            Task { await keepTrackersUpToDate() }
-            Task { await keepTrustUpToDate() }
-        }
+        upkeep = [
+            loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
+                Task { await keepTrackersUpToDate() }
+            },
+            loop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(configuration.revocationPollInterval)) { [self] _ in
+                guard polling.withLockedValue({ busy in defer { busy = true }; return !busy }) else { return }
+                Task {
+                    await pollRevocationLists()
+                    polling.withLockedValue { $0 = false }
+                }
+            },
+            loop.scheduleRepeatedTask(initialDelay: .seconds(configuration.fileWatchInterval), delay: .seconds(configuration.fileWatchInterval)) { [self] _ in
+                keepTrustUpToDate()
+            },
+        ]
     }
 
-    /// Picks up changed PKI files, asks the trackers for a newer revocation list, and repeats the
-    /// expiry warnings, each when it is due.
-    private func keepTrustUpToDate() async {
-        let now = NIODeadline.now()
-        let (poll, watch, warn) = nextLooks.withLockedValue { next in
-            let due = (next.revocationPoll <= now, next.fileWatch <= now, next.expiryWarning <= now)
-            if due.0 { next.revocationPoll = .distantFuture }
-            if due.1 { next.fileWatch = now + .seconds(configuration.fileWatchInterval) }
-            if due.2 { next.expiryWarning = now + Self.expiryWarningInterval }
-            return due
-        }
-        if watch, watchedFiles.withLockedValue({ $0.changed() }) {
+    /// Picks up changed PKI files, and repeats the expiry warnings when that is due.
+    private func keepTrustUpToDate() {
+        if watchedFiles.withLockedValue({ $0.changed() }) {
             do {
                 try reload()
             } catch {
                 logger.error("a changed PKI file did not load; the previous CA, CRL and certificate stay in force: \(error)")
             }
         }
-        if warn { warnAboutExpiry() }
-        if poll {
-            await pollRevocationLists()
-            nextLooks.withLockedValue { $0.revocationPoll = .now() + .seconds(configuration.revocationPollInterval) }
+        let now = NIODeadline.now()
+        let warn = nextExpiryWarning.withLockedValue { next in
+            guard next <= now else { return false }
+            next = now + Self.expiryWarningInterval
+            return true
         }
+        if warn { warnAboutExpiry() }
     }
 
     /// How often the expiry warnings are repeated.
@@ -546,7 +552,7 @@ public final class PeerNode: @unchecked Sendable {
 
     /// Leaves the trackers (each within its deadline) and stops serving.
     public func stop() async {
-        upkeep?.cancel()
+        for task in upkeep { task.cancel() }
         _ = await askTrackers(.leave(port: servingPort))
         for tracker in trackers { tracker.close() }
         try? await server?.close()
