@@ -269,7 +269,7 @@ public final class PeerNode: @unchecked Sendable {
     private func announceAll(to tracker: Int) async -> Bool {
         for file in missedRemovals.withLockedValue({ $0[tracker] ?? [] }) {
             guard await send(.remove(file: file, port: servingPort), to: tracker) != nil else { return false }
-            missedRemovals.withLockedValue { $0[tracker]?.remove(file) }
+            missedRemovals.withLockedValue { _ = $0[tracker]?.remove(file) }
         }
         var requests: [TrackerRequest] = []
         for entry in index.all where FileStamp(path: entry.dataPath)?.matches(entry) == true {

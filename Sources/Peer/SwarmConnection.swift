@@ -1,6 +1,5 @@
 import NIOCore
 import PKI
-import Pieces
 import TLS
 import Wire
 
@@ -11,80 +10,58 @@ struct Block: Equatable {
     let length: Int
 }
 
-/// One download connection to a holder: it proves the holder's identity, names the file, learns
-/// what the holder has, and hands each frame to the ``Swarm`` it belongs to. It lives on the
-/// swarm's event loop, so the swarm reads and changes its state directly.
+/// The channel end of one download connection to a holder: it reports the proved identity, each
+/// frame and the end of the connection to its ``Swarm``, and sends what the swarm's state machine
+/// decides. It lives on the swarm's event loop.
 final class SwarmConnection: ChannelInboundHandler {
     typealias InboundIn = PeerFrame
     typealias OutboundOut = PeerFrame
 
     let id: Int
-    let holder: HolderRecord
     private let swarm: Swarm
     private var context: ChannelHandlerContext?
+    /// What broke the connection, if something did.
+    private var problem: String?
 
-    /// Who the holder proved to be (known once the handshake completed and matched the tracker's record).
-    var identity: VerifiedIdentity?
-    /// What the holder has (known once its bitfield arrived).
-    var bits: Bitfield?
-    /// Blocks chosen for this connection and not yet requested, in order.
-    var queue: [Block] = []
-    /// Blocks requested and not yet received, in the order the holder answers them.
-    var outstanding: [Block] = []
-    /// Pieces this connection is fetching (queued, requested, assembling or being verified).
-    var assigned: Set<Int> = []
-    /// The blocks received so far of the piece being assembled.
-    var assembling: (piece: Int, data: ByteBuffer)?
-    /// When the holder last answered (or when the first outstanding request went out).
-    var lastHeard = NIODeadline.now()
-    /// Why the connection ended, for the log.
-    var endReason: String?
-
-    init(id: Int, holder: HolderRecord, swarm: Swarm) {
+    init(id: Int, swarm: Swarm) {
         self.id = id
-        self.holder = holder
         self.swarm = swarm
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        context.fireChannelActive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSEvent.handshakeCompleted(let identity)? = event as? TLSEvent {
-            swarm.connection(self, provedIdentity: identity)
+            swarm.handle(.connected(id, identity: identity))
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        swarm.connection(self, received: unwrapInboundIn(data))
+        swarm.handle(.frame(id, unwrapInboundIn(data)))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         self.context = nil
-        swarm.connectionEnded(id)
+        swarm.connectionEnded(id, problem: problem)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if endReason == nil { endReason = ConnectionProblem.cause(of: error, timeout: TLSConfiguration.defaultHandshakeTimeoutSeconds).predicate }
+        if problem == nil { problem = ConnectionProblem.cause(of: error, timeout: TLSConfiguration.defaultHandshakeTimeoutSeconds).predicate }
         context.close(promise: nil)
     }
 
-    /// Queues frames; `flush` sends them.
-    func send(_ frame: PeerFrame) {
-        context?.write(wrapOutboundOut(frame), promise: nil)
+    /// Sends frames and flushes them.
+    func send(_ frames: [PeerFrame]) {
+        guard let context else { return }
+        for frame in frames { context.write(wrapOutboundOut(frame), promise: nil) }
+        context.flush()
     }
 
-    func flush() {
-        context?.flush()
-    }
-
-    /// Ends the connection, remembering why.
-    func close(because reason: String) {
-        if endReason == nil { endReason = reason }
+    func close() {
         context?.close(promise: nil)
     }
 }
