@@ -172,7 +172,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PeerTests",
-            dependencies: ["Peer", "Wire", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["Peer", "Wire", "PKI", "Pieces", "PKITesting", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(name: "FileIOTests", dependencies: ["FileIO"]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MTorrentFormat"]),
