@@ -27,6 +27,9 @@ public struct PeerLimits: Sendable, Equatable {
     public var stallTimeout: Int64 = 15
     /// Seconds between asks at the trackers for new holders during a download (`discovery-interval`).
     public var discoveryInterval: Int64 = 2
+    /// Bytes of a shared file offered to one downloader at a time until every piece has left this
+    /// peer once (super-seeding); 0 offers every piece at once (`super-seed-window`, in KiB).
+    public var superSeedWindowBytes = 4 * 1024 * 1024
 
     public init() {}
 }

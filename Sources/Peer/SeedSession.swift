@@ -32,6 +32,14 @@ final class SeedSession: ChannelInboundHandler {
     private var pacing: Scheduled<Void>?
     /// The client's certificate fingerprint (known once the handshake completed).
     private var peer = ""
+    /// Super-seeding a shared file: its offers and this connection's number in them.
+    private var offers: (shared: SharedOffers, connection: PieceOffers.Connection)?
+    /// Looks every second whether the client leaves its offers alone (it has those pieces already).
+    private var offerCheck: RepeatedTask?
+    /// Requests received since the last look.
+    private var recentRequests = 0
+    /// How often offers a client does not ask for are replaced.
+    static let offerCheckInterval = TimeAmount.seconds(1)
 
     init(seeder: Seeder, index: ShareIndex, threadPool: NIOThreadPool, logger: Logger) {
         self.seeder = seeder
@@ -63,6 +71,10 @@ final class SeedSession: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        offerCheck?.cancel()
+        offerCheck = nil
+        if let offers, let serving { seeder.closeOffers(of: serving.file.file, connection: offers.connection) }
+        offers = nil
         if let serving {
             serving.file.descriptor.release()
             if let partial = serving.partial { partial.share.unwatch(partial.watcher) }
@@ -104,7 +116,8 @@ final class SeedSession: ChannelInboundHandler {
             serving = (served, nil)
             seeder.record(file, servedOn: context.channel)
             logger.info("serving")
-            context.writeAndFlush(wrapOutboundOut(.bitfield(Bitfield.full(count: pieceCount(entry.size, entry.pieceSize)).bytes)), promise: nil)
+            let count = pieceCount(entry.size, entry.pieceSize)
+            context.writeAndFlush(wrapOutboundOut(.bitfield(offer(file, pieceCount: count, pieceSize: entry.pieceSize, context: context).bytes)), promise: nil)
         } else if let share = seeder.partials.share(for: file) {
             let fd = open(share.partPath, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { return refuse(.fileNotFound, "this peer has just finished or given up \(file); ask the tracker again", context: context) }
@@ -132,6 +145,35 @@ final class SeedSession: ChannelInboundHandler {
         }
     }
 
+    /// What a shared file's bitfield offers this client: a few pieces at a time while the first
+    /// copy is leaving (super-seeding, see ``PieceOffers``), every piece otherwise.
+    private func offer(_ file: FileID, pieceCount count: Int, pieceSize: Int, context: ChannelHandlerContext) -> Bitfield {
+        guard let shared = seeder.offers(for: file, pieceCount: count, pieceSize: pieceSize) else { return .full(count: count) }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let (connection, bits) = shared.open { pieces in
+            eventLoop.execute {
+                let (session, context) = bound.value
+                guard context.channel.isActive else { return }
+                for piece in pieces { context.write(session.wrapOutboundOut(.have(piece: UInt32(piece))), promise: nil) }
+                context.flush()
+            }
+        }
+        offers = (shared, connection)
+        offerCheck = eventLoop.scheduleRepeatedTask(initialDelay: Self.offerCheckInterval, delay: Self.offerCheckInterval) { _ in
+            let (session, _) = bound.value
+            session.checkOffers()
+        }
+        return bits
+    }
+
+    /// Offers the client left alone while it asked for nothing here are pieces it has from others.
+    private func checkOffers() {
+        defer { recentRequests = 0 }
+        guard let offers, recentRequests == 0, queued.isEmpty, !busy, offers.shared.hasPendingOffers(offers.connection) else { return }
+        offers.shared.untouched(by: offers.connection)
+    }
+
     private func pieceCount(_ size: UInt64, _ pieceSize: Int) -> Int {
         Int((size + UInt64(pieceSize) - 1) / UInt64(pieceSize))
     }
@@ -146,6 +188,10 @@ final class SeedSession: ChannelInboundHandler {
         if let partial = serving.partial, !partial.share.holds(Int(piece)) {
             return refuse(.badRequest, "piece \(piece) was not offered", context: context)
         }
+        if let offers, !offers.shared.offered(Int(piece), to: offers.connection) {
+            return refuse(.badRequest, "piece \(piece) was not offered", context: context)
+        }
+        recentRequests += 1
         let limit = seeder.limits.queuedRequestsPerConnection
         guard queued.count + (busy ? 1 : 0) < limit else {
             logger.warning("a client queued more requests than allowed", metadata: ["limit": "\(limit)"])
@@ -191,6 +237,11 @@ final class SeedSession: ChannelInboundHandler {
         }
         seeder.countUpload(data.readableBytes, of: file)
         context.writeAndFlush(wrapOutboundOut(.piece(piece: UInt32(block.piece), offset: UInt32(block.offset), data: data)), promise: nil)
+        if let offers, let served = serving?.file, UInt64(block.piece) * UInt64(served.pieceSize) + UInt64(block.offset + block.length) == min(
+            UInt64(block.piece + 1) * UInt64(served.pieceSize), served.size
+        ) {
+            offers.shared.sent(block.piece, to: offers.connection)
+        }
         busy = false
         pump(context: context)
     }

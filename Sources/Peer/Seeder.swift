@@ -24,6 +24,8 @@ public final class Seeder: Sendable {
     let pacer: UploadPacer
     private let counters = NIOLockedValueBox<Counters>(Counters())
     private let uploads = NIOLockedValueBox<[ObjectIdentifier: LiveUpload]>([:])
+    /// The super-seeding offers of each shared file that has connections.
+    private let offers = NIOLockedValueBox<[FileID: SharedOffers]>([:])
 
     private struct Counters {
         var connections = 0
@@ -114,6 +116,24 @@ public final class Seeder: Sendable {
             upload.channel.close(promise: nil)
         }
         return closing.count
+    }
+
+    /// The offers of a shared file, made when its first connection arrives; nil without super-seeding.
+    func offers(for file: FileID, pieceCount: Int, pieceSize: Int) -> SharedOffers? {
+        guard limits.superSeedWindowBytes > 0 else { return nil }
+        return offers.withLockedValue { offers in
+            if let existing = offers[file] { return existing }
+            let made = SharedOffers(pieceCount: pieceCount, pieceSize: pieceSize, windowBytes: limits.superSeedWindowBytes)
+            offers[file] = made
+            return made
+        }
+    }
+
+    /// A connection of `file` ended; the offers go when its last one did, so the next swarm starts afresh.
+    func closeOffers(of file: FileID, connection: PieceOffers.Connection) {
+        offers.withLockedValue { offers in
+            if offers[file]?.close(connection) == true { offers[file] = nil }
+        }
     }
 
     /// Bytes uploaded per file since this peer started.

@@ -46,4 +46,14 @@ public struct Bitfield: Equatable, Sendable {
         heldCount += 1
         return true
     }
+
+    /// Marks `index` as not held; returns false if it was not.
+    @discardableResult
+    public mutating func remove(_ index: Int) -> Bool {
+        precondition(index >= 0 && index < count, "piece \(index) is outside a field of \(count)")
+        guard contains(index) else { return false }
+        bytes[index / 8] &= ~(0x80 >> UInt8(index % 8))
+        heldCount -= 1
+        return true
+    }
 }

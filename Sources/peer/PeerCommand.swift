@@ -132,6 +132,7 @@ struct PeerCommand: AsyncParsableCommand {
         if let value = try file.integer("upload-limit", in: 0...Int(Int32.max)) { limits.uploadBytesPerSecond = UInt64(value) * 1024 }
         if let value = try file.integer("stall-timeout", in: 2...600) { limits.stallTimeout = Int64(value) }
         if let value = try file.integer("discovery-interval", in: 1...600) { limits.discoveryInterval = Int64(value) }
+        if let value = try file.integer("super-seed-window", in: 0...1_048_576) { limits.superSeedWindowBytes = value * 1024 }
         return limits
     }
 }

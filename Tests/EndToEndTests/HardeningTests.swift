@@ -77,7 +77,8 @@ import Wire
 
     @Test func aClientQueueingTooManyRequestsIsCutOff() async throws {
         let t1 = try tracker()
-        let alice = try peer("alice", t1.address)
+        // Every piece offered at once, so that any request is one the queue limit must judge.
+        let alice = try peer("alice", t1.address, config: "super-seed-window = 0\n")
         #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
         let file = try #require(FileID(bytes: try MTorrent.load(from: ca.folder.file("data.mtorrent"), trust: try ca.trust()).0.root))
         let greedy = try await RawPeerClient.connect(to: alice.servingAddress, as: "carol", ca: ca)
@@ -91,7 +92,7 @@ import Wire
     @Test func aClientThatDoesNotReadIsNotSentMore() async throws {
         try makeFile("big.bin", size: 32 * 1024 * 1024)
         let t1 = try tracker()
-        let alice = try peer("alice", t1.address, config: "queued-requests = 200\n")
+        let alice = try peer("alice", t1.address, config: "queued-requests = 200\nsuper-seed-window = 0\n")
         #expect(try alice.run("share big.bin big.mtorrent").hasPrefix("SUCCESS:"))
         let torrent = try MTorrent.load(from: ca.folder.file("big.mtorrent"), trust: try ca.trust()).0
         let slow = try await RawPeerClient.connect(to: alice.servingAddress, as: "carol", ca: ca)
@@ -111,7 +112,7 @@ import Wire
     @Test func connectionsThatHangUpOnAFullQueueCostNothing() async throws {
         let t1 = try tracker()
         // 4 MiB/s: an honest copy takes about 2 s; the requests of the flood would take 160 s.
-        let alice = try peer("alice", t1.address, config: "upload-limit = 4096\n")
+        let alice = try peer("alice", t1.address, config: "upload-limit = 4096\nsuper-seed-window = 0\n")
         #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
         let torrent = try MTorrent.load(from: ca.folder.file("data.mtorrent"), trust: try ca.trust()).0
         let file = try #require(FileID(bytes: torrent.root))
@@ -283,7 +284,7 @@ import Wire
 
     @Test func aHolderThatHangsUpMidPieceIsReplacedByAnother() async throws {
         let t1 = try tracker()
-        let alice = try peer("alice", t1.address, config: "upload-limit = 4096\n")
+        let alice = try peer("alice", t1.address, config: "upload-limit = 4096\nsuper-seed-window = 0\n")
         #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
         let (torrent, _) = try MTorrent.load(from: ca.folder.file("data.mtorrent"), trust: try ca.trust())
         let (quitter, client) = try await MisbehavingHolder.start(.hangUpMidPiece, as: "carol", ca: ca, torrent: torrent, tracker: t1.address)

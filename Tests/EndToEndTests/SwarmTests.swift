@@ -119,7 +119,7 @@ import Wire
         try await staller.close()
     }
 
-    @Test func oneSeederAndSixLeechersAllCompleteByTradingPieces() throws {
+    @Test func oneSeederAndSixLeechersAllCompleteByTradingPiecesTheSeederSentOnce() throws {
         let t1 = try tracker()
         // The seeder alone would need 12 s to send six copies at 4 MiB/s.
         let alice = try peer("alice", t1, uploadKiBPerSecond: 4096)
@@ -137,7 +137,8 @@ import Wire
         #expect(fromOtherLeechers > 0)
         let status = try alice.run("status")
         let uploaded = status.firstMatch(of: /(\d+) bytes uploaded in all/).flatMap { Int($0.output.1) } ?? Int.max
-        #expect(uploaded < 6 * fileSize, "\(status)")
+        // Super-seeding: each piece leaves the seeder about once (without it, 2.1-2.7 times).
+        #expect(uploaded <= fileSize * 5 / 4, "\(status)")
     }
 
     // MARK: - Live transfers that must end

@@ -1,0 +1,81 @@
+import Pieces
+import Testing
+
+@testable import Peer
+
+/// Super-seeding: which pieces a seed offers each connection, until the first copy is out.
+@Suite struct PieceOffersTests {
+    /// 16 pieces of 256 KiB, two pieces on offer per connection.
+    func offers() -> PieceOffers {
+        var random = SplitMix64(seed: 3)
+        return PieceOffers(pieceCount: 16, pieceSize: 256 * 1024, windowBytes: 512 * 1024, random: &random)
+    }
+
+    func pieces(_ bits: Bitfield) -> Set<Int> { Set((0..<bits.count).filter(bits.contains)) }
+
+    @Test func connectionsAreOfferedDifferentPiecesAFewAtATime() {
+        var offers = offers()
+        let first = pieces(offers.opened(1))
+        let second = pieces(offers.opened(2))
+        #expect(first.count == 2 && second.count == 2)
+        #expect(first.isDisjoint(with: second))
+        #expect(first.allSatisfy { offers.offered($0, to: 1) } && !second.contains { offers.offered($0, to: 1) })
+    }
+
+    @Test func aPieceSentWholeIsReplacedByOneNoOneWasOffered() {
+        var offers = offers()
+        let first = pieces(offers.opened(1))
+        let second = pieces(offers.opened(2))
+        let more = offers.sent(first.min()!, to: 1)
+        #expect(more.keys.sorted() == [1])
+        let added = Set(more[1]!)
+        #expect(added.count == 1 && added.isDisjoint(with: first.union(second)))
+    }
+
+    @Test func onceEveryPieceLeftTheSeedEveryoneIsOfferedEverything() {
+        var offers = offers()
+        var held: [Int: Set<Int>] = [1: pieces(offers.opened(1)), 2: pieces(offers.opened(2))]
+        var sentOnce = Set<Int>()
+        var everything: [Int: [Int]] = [:]
+        // The two connections take turns sending their lowest pending piece.
+        for round in 0..<32 where !offers.firstCopyIsOut {
+            let connection = round % 2 + 1
+            guard let piece = held[connection]!.subtracting(sentOnce).min() else { continue }
+            sentOnce.insert(piece)
+            for (target, added) in offers.sent(piece, to: connection) {
+                held[target]!.formUnion(added)
+                if offers.firstCopyIsOut { everything[target] = added }
+            }
+        }
+        #expect(offers.firstCopyIsOut)
+        #expect(sentOnce.count == 16, "every piece was sent exactly once before everything was offered")
+        #expect(held[1]!.count == 16 && held[2]!.count == 16)
+        #expect(everything.keys.sorted() == [1, 2])
+        #expect(pieces(offers.opened(3)).count == 16, "a latecomer is offered everything")
+    }
+
+    @Test func whatALeavingConnectionDidNotTakeIsOfferedFirstToTheNext() {
+        var offers = offers()
+        let left = pieces(offers.opened(1))
+        offers.closed(1)
+        #expect(pieces(offers.opened(2)) == left)
+    }
+
+    @Test func offersLeftAloneCountAsHadAndAreReplaced() {
+        var offers = offers()
+        let first = pieces(offers.opened(1))
+        #expect(offers.hasPendingOffers(1))
+        let replaced = offers.untouched(by: 1)
+        #expect(Set(replaced[1] ?? []).count == 2 && Set(replaced[1]!).isDisjoint(with: first))
+        // Those pieces are out: a newcomer is not offered them.
+        #expect(pieces(offers.opened(2)).isDisjoint(with: first))
+        #expect(offers.untouched(by: 3).isEmpty, "an unknown connection changes nothing")
+    }
+
+    @Test func aSmallWindowStillKeepsTwoPiecesOnOffer() {
+        var random = SplitMix64(seed: 1)
+        var offers = PieceOffers(pieceCount: 4, pieceSize: 64 * 1024 * 1024, windowBytes: 4 * 1024 * 1024, random: &random)
+        #expect(offers.window == 2)
+        #expect(offers.opened(1).heldCount == 2)
+    }
+}
