@@ -284,7 +284,7 @@ public final class TrackerServer: Sendable {
         }
         let rules = acl.withLockedValue { $0 }
         let decision = rules.decide(action, for: identity)
-        log(decision.allowed ? .info : .warning, decision.allowed ? "allowed" : "denied", identity: identity, [
+        log(decision.allowed ? .debug : .warning, decision.allowed ? "allowed" : "denied", identity: identity, [
             "request": "\(request.line.prefix(100))", "rule": "\(decision.reason)",
         ])
         guard decision.allowed else {

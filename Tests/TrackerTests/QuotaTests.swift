@@ -43,10 +43,10 @@ import Wire
 final class LogCapture: Sendable {
     private let peers = Mutex<[String]>([])
 
-    /// A logger at level info whose records come here.
+    /// A logger at level debug (routine requests are logged there) whose records come here.
     var logger: Logger {
         var logger = Logger(label: "tracker-test") { [self] _ in Handler(capture: self) }
-        logger.logLevel = .info
+        logger.logLevel = .debug
         return logger
     }
 
