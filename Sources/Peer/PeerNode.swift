@@ -576,11 +576,15 @@ public final class PeerNode: @unchecked Sendable {
         let results = await withTaskGroup(of: (Int, Result<TrackerResponse, TrackerUnreachable>).self) { group in
             for index in trackers.indices {
                 group.addTask { [self] in
+                    // Assigned, then returned: a tuple returned from inside the typed `do` came
+                    // out with a garbage index from optimised builds.
+                    let result: Result<TrackerResponse, TrackerUnreachable>
                     do throws(TrackerUnreachable) {
-                        return (index, .success(try await trackers[index].send(request)))
+                        result = .success(try await trackers[index].send(request))
                     } catch {
-                        return (index, .failure(error))
+                        result = .failure(error)
                     }
+                    return (index, result)
                 }
             }
             var results: [Int: Result<TrackerResponse, TrackerUnreachable>] = [:]
