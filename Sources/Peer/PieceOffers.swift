@@ -32,8 +32,8 @@ struct PieceOffers {
         var all: Bitfield
         /// Offered and not yet sent whole.
         var pending: Set<Int>
-        /// Offered everything (the first copy is out).
-        var everything = false
+        /// Offered everything (the first copy is out, or another seed serves it).
+        var offeredEverything = false
     }
 
     /// Offers in pieces of `pieceSize` bytes, keeping about `windowBytes` on offer per connection
@@ -68,12 +68,20 @@ struct PieceOffers {
         return markOut([piece])
     }
 
-    /// `connection` left the pieces it was offered alone while it asked for nothing: it has them
-    /// from others. They count as out, and it is offered new ones.
+    /// `connection` left the pieces it was offered alone while it asked for nothing here. No one
+    /// else was sent them, so another seed is serving it: this seed cannot spread the first copy
+    /// for that downloader alone. Those pieces count as out, and it is offered everything.
     mutating func untouched(by connection: Connection) -> [Connection: [Int]] {
         guard let pending = connections[connection]?.pending, !pending.isEmpty else { return [:] }
         connections[connection]?.pending = []
-        return markOut(pending.sorted())
+        connections[connection]?.offeredEverything = true
+        var offers = markOut(pending.sorted())
+        if let all = connections[connection]?.all {
+            let rest = (0..<pieceCount).filter { !all.contains($0) }
+            connections[connection]?.all = .full(count: pieceCount)
+            if !rest.isEmpty { offers[connection, default: []] += rest }
+        }
+        return offers
     }
 
     /// Whether `connection` has offers it has not taken.
@@ -105,11 +113,11 @@ struct PieceOffers {
 
     /// Tops up `connection`'s offers to the window (or offers it everything once the first copy is out).
     private mutating func refill(_ connection: Connection) -> [Int] {
-        guard var offered = connections[connection], !offered.everything else { return [] }
+        guard var offered = connections[connection], !offered.offeredEverything else { return [] }
         var added: [Int] = []
         if firstCopyIsOut {
             for piece in 0..<pieceCount where offered.all.insert(piece) { added.append(piece) }
-            offered.everything = true
+            offered.offeredEverything = true
             offered.pending = []
         } else {
             while offered.pending.count < window, let piece = nextFresh(excluding: offered.all) {

@@ -34,12 +34,12 @@ final class SeedSession: ChannelInboundHandler {
     private var peer = ""
     /// Super-seeding a shared file: its offers and this connection's number in them.
     private var offers: (shared: SharedOffers, connection: PieceOffers.Connection)?
-    /// Looks every second whether the client leaves its offers alone (it has those pieces already).
+    /// Looks twice a second whether the client leaves its offers alone (another seed serves it).
     private var offerCheck: RepeatedTask?
     /// Requests received since the last look.
     private var recentRequests = 0
     /// How often offers a client does not ask for are replaced.
-    static let offerCheckInterval = TimeAmount.seconds(1)
+    static let offerCheckInterval = TimeAmount.milliseconds(500)
 
     init(seeder: Seeder, index: ShareIndex, threadPool: NIOThreadPool, logger: Logger) {
         self.seeder = seeder
@@ -167,7 +167,7 @@ final class SeedSession: ChannelInboundHandler {
         return bits
     }
 
-    /// Offers the client left alone while it asked for nothing here are pieces it has from others.
+    /// A client that left its offers alone while it asked for nothing here is served by another seed.
     private func checkOffers() {
         defer { recentRequests = 0 }
         guard let offers, recentRequests == 0, queued.isEmpty, !busy, offers.shared.hasPendingOffers(offers.connection) else { return }

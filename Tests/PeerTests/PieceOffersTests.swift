@@ -61,12 +61,14 @@ import Testing
         #expect(pieces(offers.opened(2)) == left)
     }
 
-    @Test func offersLeftAloneCountAsHadAndAreReplaced() {
+    @Test func aDownloaderServedByAnotherSeedIsOfferedEverything() {
         var offers = offers()
         let first = pieces(offers.opened(1))
         #expect(offers.hasPendingOffers(1))
-        let replaced = offers.untouched(by: 1)
-        #expect(Set(replaced[1] ?? []).count == 2 && Set(replaced[1]!).isDisjoint(with: first))
+        // It asked for none of its offers: no one else has them, so another seed sends them.
+        let rest = offers.untouched(by: 1)
+        #expect(Set(rest[1] ?? []) == Set(0..<16).subtracting(first))
+        #expect((0..<16).allSatisfy { offers.offered($0, to: 1) })
         // Those pieces are out: a newcomer is not offered them.
         #expect(pieces(offers.opened(2)).isDisjoint(with: first))
         #expect(offers.untouched(by: 3).isEmpty, "an unknown connection changes nothing")
