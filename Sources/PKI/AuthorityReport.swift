@@ -19,7 +19,8 @@ public struct AuthorityReport: Sendable {
         return "valid"
     }
 
-    /// A table for people, followed by the CA's and the CRL's validity, with a warning when either ends soon.
+    /// A table for people, followed by a warning for every name whose newest certificate ends within
+    /// ``CertificateAuthority/expiryWarningDays``, and the CRL's validity, with a warning when it ends soon.
     public func rendered(at time: Date = Date()) -> String {
         let header = ["NAME", "ROLE", "GROUPS", "SERIAL", "NOT AFTER", "STATUS"]
         let rows = certificates.map { entry in
@@ -38,6 +39,16 @@ public struct AuthorityReport: Sendable {
             lines.append("No certificates issued yet: 'mtca issue tracker NAME' or 'mtca issue peer NAME'.")
         } else {
             lines += [line(header)] + rows.map(line)
+        }
+        let newest = Dictionary(certificates.map { ($0.name, $0) }, uniquingKeysWith: { _, later in later })
+        let ending = newest.values.filter { entry in
+            entry.isLive(at: time) && entry.notAfter.timeIntervalSince(time) < Double(CertificateAuthority.expiryWarningDays) * 86400
+        }.sorted { $0.notAfter < $1.notAfter }
+        if !ending.isEmpty {
+            let names = ending.map { "\($0.name) (\(CertificateAuthority.day($0.notAfter)))" }.joined(separator: ", ")
+            lines.append(
+                "WARNING, expiring within \(CertificateAuthority.expiryWarningDays) days: \(names). Renew with 'mtca renew NAME', or sign a new request from that machine."
+            )
         }
         let crlDaysLeft = revocationListNextUpdate.timeIntervalSince(time) / 86400
         let crlLine = "CRL #\(revocationListNumber) valid until \(CertificateAuthority.day(revocationListNextUpdate))"
