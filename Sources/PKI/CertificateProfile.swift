@@ -113,9 +113,10 @@ public enum CertificateProfile {
                 }
             }
         }
-        guard commonNames.count == 1, let name = commonNames.first, NameRules.problem(with: name, kind: "name") == nil else {
-            throw ValidationError(.badProfile, "the subject must hold exactly one valid name (CN)")
+        guard commonNames.count == 1, let name = commonNames.first else {
+            throw ValidationError(.badProfile, "the subject must hold exactly one name (CN)")
         }
+        if let problem = NameRules.problem(with: name, kind: "name") { throw ValidationError(.badProfile, problem) }
         guard units.count == 1, let role = Role(rawValue: units[0]) else {
             throw ValidationError(.badProfile, "the subject must hold exactly one role (OU=tracker or OU=peer)")
         }

@@ -73,8 +73,9 @@ extension MTCA {
                 print("Compare the key with what 'mtca request' printed on the machine. Sign it? [y/N] ", terminator: "")
                 fflush(nil)
                 let answer = readLine()?.trimmingCharacters(in: .whitespaces).lowercased()
+                // A person's Enter ends the prompt's line; an answer from a pipe does not.
+                if isatty(STDIN_FILENO) == 0 { print("") }
                 guard answer == "y" || answer == "yes" else {
-                    print("")
                     FileHandle.standardError.write(Data("Not signed; nothing was written.\n".utf8))
                     throw ExitCode.failure
                 }
