@@ -32,7 +32,9 @@ import Testing
         expectSuccess(try mtca("bundle", "--pki", "ca", "tracker1", "-o", "t1"), "bundle tracker1")
         try requestPeer("alice", machine: "alice")
         expectSuccess(try mtca("sign", "--pki", "ca", "alice.csr", "--yes"), "sign alice")
-        expectSuccess(try mtca("bundle", "--pki", "ca", "alice", "-o", "alice"), "bundle alice")
+        // As README step 1 says: a bundle folder of public files, copied next to the machine's key.
+        expectSuccess(try mtca("bundle", "--pki", "ca", "alice", "-o", "alice-bundle"), "bundle alice")
+        expectSuccess(try Command.system("cp", ["-r", "alice-bundle/.", "alice/"], in: folder.path), "copy alice's bundle")
         expectSuccess(try mtca("issue", "--pki", "ca", "peer", "bob"), "issue bob")
         expectSuccess(try mtca("bundle", "--pki", "ca", "bob", "-o", "bob"), "bundle bob")
         #expect(try FolderSnapshot(of: folder.file("ca")).paths(endingWith: ".key") == ["ca.key", "issued/bob.key"])
