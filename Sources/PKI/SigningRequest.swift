@@ -36,13 +36,17 @@ public struct SigningRequest: Sendable {
             version: .v1, subject: CertificateProfile.subject(for: request), privateKey: key,
             attributes: attributes, signatureAlgorithm: CertificateProfile.signatureAlgorithm
         )
+        self.init(request, publicKey: key.publicKey, pemEncoded: try csr.serializeAsPEM().pemString + "\n")
+    }
+
+    private init(_ request: IssueRequest, publicKey: Certificate.PublicKey, pemEncoded: String) {
         name = request.name
         role = request.role
         groups = request.groups
         dnsNames = request.dnsNames
         ipAddresses = request.ipAddresses
-        publicKey = key.publicKey
-        pemEncoded = try csr.serializeAsPEM().pemString + "\n"
+        self.publicKey = publicKey
+        self.pemEncoded = pemEncoded
     }
 
     /// Reads a request strictly: one PEM block, canonical DER, version 1, a P-256 key that made the
@@ -122,13 +126,7 @@ public struct SigningRequest: Sendable {
         } catch let error as PKIError {
             throw Self.refusal(error.reason)
         }
-        name = subject.name
-        role = subject.role
-        groups = subject.groups
-        self.dnsNames = dnsNames
-        self.ipAddresses = ipAddresses
-        publicKey = csr.publicKey
-        pemEncoded = text
+        self.init(request, publicKey: csr.publicKey, pemEncoded: text)
     }
 
     /// What the CA issues for this request, valid for `days`.

@@ -16,14 +16,11 @@ extension MTCA {
             static let configuration = CommandConfiguration(abstract: "Request a tracker certificate (default names: localhost, 127.0.0.1).")
 
             @ParentCommand var parent: Request
-            @Argument(help: "The tracker's name.") var name: String
-            @Option(name: .customLong("ip"), help: "An IP address peers dial (repeatable).") var ipAddresses: [String] = []
-            @Option(name: .customLong("dns"), help: "A DNS name peers dial (repeatable).") var dnsNames: [String] = []
+            @OptionGroup var tracker: TrackerArguments
             @OptionGroup var output: RequestOutput
 
             func run() throws {
-                let request = IssueRequest.tracker(name: name, dnsNames: dnsNames, ipAddresses: ipAddresses, days: CertificateAuthority.defaultLeafDays)
-                try output.write(request, folder: parent.folder)
+                try output.write(tracker.request(days: CertificateAuthority.defaultLeafDays), folder: parent.folder)
             }
         }
 
@@ -31,13 +28,11 @@ extension MTCA {
             static let configuration = CommandConfiguration(abstract: "Request a peer certificate.")
 
             @ParentCommand var parent: Request
-            @Argument(help: "The peer's name.") var name: String
-            @Option(name: .customLong("group"), help: "A group the peer belongs to, for tracker ACLs (repeatable).") var groups: [String] = []
+            @OptionGroup var peer: PeerArguments
             @OptionGroup var output: RequestOutput
 
             func run() throws {
-                let request = IssueRequest.peer(name: name, groups: groups, days: CertificateAuthority.defaultLeafDays)
-                try output.write(request, folder: parent.folder)
+                try output.write(peer.request(days: CertificateAuthority.defaultLeafDays), folder: parent.folder)
             }
         }
     }

@@ -28,6 +28,27 @@ func day(_ date: Date) -> String {
     ISO8601DateFormatter.string(from: date, timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withFullDate])
 }
 
+/// A tracker's name and the network names peers dial, as `issue tracker` and `request tracker` take them.
+struct TrackerArguments: ParsableArguments {
+    @Argument(help: "The tracker's name.") var name: String
+    @Option(name: .customLong("ip"), help: "An IP address peers dial (repeatable).") var ipAddresses: [String] = []
+    @Option(name: .customLong("dns"), help: "A DNS name peers dial (repeatable).") var dnsNames: [String] = []
+
+    func request(days: Int) -> IssueRequest {
+        .tracker(name: name, dnsNames: dnsNames, ipAddresses: ipAddresses, days: days)
+    }
+}
+
+/// A peer's name and groups, as `issue peer` and `request peer` take them.
+struct PeerArguments: ParsableArguments {
+    @Argument(help: "The peer's name.") var name: String
+    @Option(name: .customLong("group"), help: "A group the peer belongs to, for tracker ACLs (repeatable).") var groups: [String] = []
+
+    func request(days: Int) -> IssueRequest {
+        .peer(name: name, groups: groups, days: days)
+    }
+}
+
 extension MTCA {
     struct Init: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a CA: ca.crt, ca.key, an empty signed crl.pem and the ledger.")
@@ -62,14 +83,11 @@ extension MTCA {
             static let configuration = CommandConfiguration(abstract: "Issue a tracker certificate (default names: localhost, 127.0.0.1).")
 
             @ParentCommand var issue: Issue
-            @Argument(help: "The tracker's name.") var name: String
-            @Option(name: .customLong("ip"), help: "An IP address peers dial (repeatable).") var ipAddresses: [String] = []
-            @Option(name: .customLong("dns"), help: "A DNS name peers dial (repeatable).") var dnsNames: [String] = []
+            @OptionGroup var tracker: TrackerArguments
             @Option(help: "Lifetime in days.") var days = CertificateAuthority.defaultLeafDays
 
             func run() throws {
-                let request = IssueRequest.tracker(name: name, dnsNames: dnsNames, ipAddresses: ipAddresses, days: days)
-                printIssued(try issue.folder.authority().issue(request), pki: issue.folder.pki)
+                printIssued(try issue.folder.authority().issue(tracker.request(days: days)), pki: issue.folder.pki)
             }
         }
 
@@ -77,12 +95,11 @@ extension MTCA {
             static let configuration = CommandConfiguration(abstract: "Issue a peer certificate.")
 
             @ParentCommand var issue: Issue
-            @Argument(help: "The peer's name.") var name: String
-            @Option(name: .customLong("group"), help: "A group the peer belongs to, for tracker ACLs (repeatable).") var groups: [String] = []
+            @OptionGroup var peer: PeerArguments
             @Option(help: "Lifetime in days.") var days = CertificateAuthority.defaultLeafDays
 
             func run() throws {
-                printIssued(try issue.folder.authority().issue(.peer(name: name, groups: groups, days: days)), pki: issue.folder.pki)
+                printIssued(try issue.folder.authority().issue(peer.request(days: days)), pki: issue.folder.pki)
             }
         }
     }
