@@ -36,7 +36,7 @@ public struct AuthorityReport: Sendable {
         }
         var lines = ["CA: \(authorityName), valid until \(CertificateAuthority.day(authorityNotAfter))"]
         if rows.isEmpty {
-            lines.append("No certificates issued yet: 'mtca issue tracker NAME' or 'mtca issue peer NAME'.")
+            lines.append("No certificates issued yet: sign a machine's request with 'mtca sign NAME.csr', or 'mtca issue peer NAME' for a demo.")
         } else {
             lines += [line(header)] + rows.map(line)
         }

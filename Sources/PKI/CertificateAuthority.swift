@@ -2,7 +2,9 @@ import FileIO
 import Foundation
 import X509
 
-/// What `mtca issue` is asked for: a tracker with its network names, or a peer with its groups.
+/// What a certificate is issued for: a tracker with its network names, or a peer with its groups,
+/// and its lifetime (`mtca issue`, or what `mtca sign` and `mtca renew` make of a request or a
+/// previous certificate).
 public struct IssueRequest: Sendable {
     public var name: String
     public var role: Role

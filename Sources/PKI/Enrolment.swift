@@ -80,18 +80,24 @@ extension CertificateAuthority {
     /// Signs a machine's request: writes `issued/NAME.crt` (the files of the name's previous
     /// certificate move to `issued/archive/`, a key the CA made for it included) and records it in
     /// the ledger. The CA never sees the machine's key. Live certificates of the name stay valid.
+    /// When the CA folder is also the machine's folder (the CA's machine enrolled itself), the key
+    /// there is the request's and stays.
     @discardableResult
     public func sign(_ request: SigningRequest, days: Int = defaultLeafDays, now: Date = Date()) throws -> IssuedCertificate {
         try FileIO.withExclusiveLock(layout.lock) {
             _ = try liveCertificates(signing: request, days: days, now: now)
             var ledger = try Ledger.load(from: layout.ledger)
             let (authority, authorityKey) = try loadAuthority()
-            try archiveFiles(of: request.name, serial: ledger.newest(named: request.name)?.serial, keepingKey: false)
+            // A key of this name in the CA folder is the request's own only when the CA's machine
+            // enrolled itself with the same folder; any other belongs to the previous certificate.
+            let keyPath = layout.privateKey(named: request.name)
+            let holdsRequestKey = FileIO.exists(keyPath) && (try? SigningIdentity.loadPrivateKey(at: keyPath).publicKey) == request.publicKey
+            try archiveFiles(of: request.name, serial: ledger.newest(named: request.name)?.serial, keepingKey: holdsRequestKey)
             let entry = try certify(
                 request.issueRequest(days: days), publicKey: request.publicKey, authority: authority, authorityKey: authorityKey,
                 ledger: &ledger, now: now
             )
-            return IssuedCertificate(entry: entry, certificatePath: layout.certificate(named: request.name), keyPath: nil)
+            return IssuedCertificate(entry: entry, certificatePath: layout.certificate(named: request.name), keyPath: holdsRequestKey ? keyPath : nil)
         }
     }
 

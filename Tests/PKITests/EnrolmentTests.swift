@@ -170,6 +170,14 @@ import X509
         #expect(try ca.authority.report().certificates.map(\.serial) == [first.entry.serial, second.entry.serial])
     }
 
+    @Test func theCAMachineEnrollingItselfKeepsItsKey() throws {
+        let own = try Enrolment.request(.peer(name: "ca-host", groups: [], days: 30), in: ca.layout, writingTo: machine.file("own.csr"), reusingKey: false)
+        let issued = try ca.authority.sign(own, days: 30)
+        #expect(issued.keyPath == ca.layout.privateKey(named: "ca-host"))
+        let identity = try SigningIdentity.load(named: "ca-host", from: ca.layout)
+        #expect(try ca.trust().validate(identity.certificate, as: .peer).name == "ca-host")
+    }
+
     @Test func aNameKeepsItsRole() throws {
         try ca.identity(.tracker(name: "box", dnsNames: [], ipAddresses: ["127.0.0.1"], days: 30))
         let asPeer = try request(.peer(name: "box", groups: [], days: 30))
