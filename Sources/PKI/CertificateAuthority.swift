@@ -44,8 +44,6 @@ public struct CertificateAuthority: Sendable {
     public static let defaultAuthorityDays = 3650
     public static let defaultLeafDays = 365
     public static let defaultRevocationListDays = 30
-    /// A certificate this close to its end is reported as expiring.
-    public static let expiryWarningDays = 14
     /// Certificates and CRLs start this long before they are made, so that a machine whose clock
     /// runs a little behind the CA's still accepts them.
     public static let clockSkewAllowance: TimeInterval = 3600

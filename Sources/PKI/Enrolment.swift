@@ -61,13 +61,23 @@ extension CertificateAuthority {
 
     /// Whether the CA would sign `request` for `days` at `now`; returns the live certificates the
     /// name already has (they stay valid: signing renews). Refuses a request for a name that holds
-    /// a live certificate of the other role, or a lifetime beyond the CA's.
+    /// a live certificate of the other role, for the key of the name's revoked newest certificate,
+    /// or for a lifetime beyond the CA's.
     public func liveCertificates(signing request: SigningRequest, days: Int, now: Date = Date()) throws -> [LedgerEntry] {
         let issueRequest = request.issueRequest(days: days)
         try Self.check(issueRequest)
         let (authority, _) = try loadAuthority()
         try Self.checkLifetime(of: issueRequest, now: now, authority: authority)
-        let live = try Ledger.load(from: layout.ledger).certificates.filter { $0.name == request.name && $0.isLive(at: now) }
+        let ledger = try Ledger.load(from: layout.ledger)
+        if let newest = ledger.newest(named: request.name), newest.revokedAt != nil,
+           let revoked = try? TrustStore.loadCertificate(at: layout.certificate(named: request.name)), revoked.publicKey == request.publicKey
+        {
+            throw PKIError(
+                .invalidRequest,
+                "the certificate request was refused: its key is that of the revoked certificate \(newest.serial) of '\(request.name)'; on the machine move issued/\(request.name).key away and run 'mtca request' again without --reuse-key"
+            )
+        }
+        let live = ledger.certificates.filter { $0.name == request.name && $0.isLive(at: now) }
         if let other = live.first(where: { $0.role != request.role }) {
             throw PKIError(
                 .nameInUse,

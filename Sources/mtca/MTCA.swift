@@ -129,7 +129,7 @@ extension MTCA {
             for entry in entries {
                 print("  \(entry.role) serial \(entry.serial.prefix(16))…, valid until \(day(entry.notAfter))")
             }
-            print("CRL #\(list.number) signed, valid until \(day(list.nextUpdate)). Copy \(folder.layout.revocationList) to every tracker and peer.")
+            print("CRL #\(list.number) signed, valid until \(day(list.nextUpdate)). Copy \(folder.layout.revocationList) to the trackers; peers fetch it from them.")
         }
     }
 
@@ -152,14 +152,14 @@ extension MTCA {
             let daysLeft = Int(list.nextUpdate.timeIntervalSinceNow / 86400)
             print("""
                 Signed CRL #\(list.number) listing \(list.entries.count) revoked certificate(s); it expires on \(day(list.nextUpdate)) (in \(daysLeft) days).
-                Copy \(folder.layout.revocationList) to every tracker and peer before then.
+                Copy \(folder.layout.revocationList) to the trackers before then; peers fetch it from them.
                 """)
         }
     }
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show every issued certificate with its expiry and status, names expiring within \(CertificateAuthority.expiryWarningDays) days, and when the CRL expires."
+            abstract: "Show every issued certificate with its expiry and status, names expiring within \(ExpiryNotice.certificateDays) days, and when the CRL expires."
         )
 
         @OptionGroup var folder: PKIFolder

@@ -178,6 +178,18 @@ import X509
         #expect(try ca.trust().validate(identity.certificate, as: .peer).name == "ca-host")
     }
 
+    @Test func theKeyOfARevokedCertificateIsNotSignedAgain() throws {
+        try ca.authority.sign(try request(.peer(name: "alice", groups: [], days: 30)), days: 30)
+        try ca.authority.revoke(name: "alice", reason: .keyCompromise)
+        let sameKey = try request(.peer(name: "alice", groups: [], days: 30), file: "again.csr", reusingKey: true)
+        let before = try FolderSnapshot(of: ca.layout.folder)
+        #expect(throws: PKIError(.invalidRequest, "")) { try ca.authority.sign(sameKey, days: 30) }
+        #expect(try FolderSnapshot(of: ca.layout.folder) == before)
+        try FileIO.remove(machineLayout.privateKey(named: "alice"))
+        let newKey = try request(.peer(name: "alice", groups: [], days: 30), file: "new.csr")
+        #expect(try ca.authority.sign(newKey, days: 30).entry.name == "alice")
+    }
+
     @Test func aNameKeepsItsRole() throws {
         try ca.identity(.tracker(name: "box", dnsNames: [], ipAddresses: ["127.0.0.1"], days: 30))
         let asPeer = try request(.peer(name: "box", groups: [], days: 30))
