@@ -24,6 +24,7 @@ struct PKIFolder: ParsableArguments {
     func authority() throws -> CertificateAuthority { try CertificateAuthority(opening: layout) }
 }
 
+/// A date as the CA's messages show it: the UTC day.
 func day(_ date: Date) -> String {
     ISO8601DateFormatter.string(from: date, timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withFullDate])
 }
@@ -170,6 +171,7 @@ extension MTCA {
     }
 }
 
+/// What `issue`, `sign` and `renew` tell the operator: the certificate, where it went, what next.
 func printIssued(_ issued: IssuedCertificate, pki: String) {
     let entry = issued.entry
     print("Issued \(entry.role) certificate '\(entry.name)'\(describeNames(role: entry.role, groups: entry.groups, names: entry.dnsNames + entry.ipAddresses)), serial \(entry.serial.prefix(16))…, valid until \(day(entry.notAfter)).")
