@@ -40,7 +40,7 @@ extension MTCA {
     struct Sign: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "On the CA: check a machine's certificate request, show what it asks for, and sign it into issued/NAME.crt.",
-            discussion: "Asks for confirmation on standard input unless --yes; any answer but 'y' writes nothing. The CA never holds the machine's key."
+            discussion: "Asks for confirmation on standard input unless --yes; any answer but 'y' or 'yes' writes nothing. The CA never holds the machine's key."
         )
 
         @OptionGroup var folder: PKIFolder
