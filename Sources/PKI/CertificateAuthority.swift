@@ -110,17 +110,18 @@ public struct CertificateAuthority: Sendable {
             }
             let (authority, authorityKey) = try loadAuthority()
             try Self.checkLifetime(of: request, now: now, authority: authority)
-            try archiveFiles(of: request.name, serial: previous?.serial, keepingKey: false)
-            let key = CertificateProfile.makePrivateKey()
-            let keyPath = layout.privateKey(named: request.name)
-            try FileIO.makeFolder(layout.issuedFolder, mode: 0o700)
-            try FileIO.createExclusive(keyPath, bytes: Array(try key.serializeAsPEM().pemString.utf8) + [0x0a], mode: 0o600)
-            do {
-                let entry = try certify(request, publicKey: key.publicKey, authority: authority, authorityKey: authorityKey, ledger: &ledger, now: now)
-                return IssuedCertificate(entry: entry, certificatePath: layout.certificate(named: request.name), keyPath: keyPath)
-            } catch {
-                try? FileIO.remove(keyPath)
-                throw error
+            return try replacingFiles(of: request.name, serial: previous?.serial, keepingKey: false) {
+                let key = CertificateProfile.makePrivateKey()
+                let keyPath = layout.privateKey(named: request.name)
+                try FileIO.makeFolder(layout.issuedFolder, mode: 0o700)
+                try FileIO.createExclusive(keyPath, bytes: Array(try key.serializeAsPEM().pemString.utf8) + [0x0a], mode: 0o600)
+                do {
+                    let entry = try certify(request, publicKey: key.publicKey, authority: authority, authorityKey: authorityKey, ledger: &ledger, now: now)
+                    return IssuedCertificate(entry: entry, certificatePath: layout.certificate(named: request.name), keyPath: keyPath)
+                } catch {
+                    try? FileIO.remove(keyPath)
+                    throw error
+                }
             }
         }
     }
@@ -248,18 +249,26 @@ public struct CertificateAuthority: Sendable {
     }
 
     /// Moves `issued/NAME.crt` (and, unless `keepingKey`, `issued/NAME.key`) of the certificate
-    /// `serial` to `issued/archive/NAME-SERIAL.crt` (`.key`).
-    func archiveFiles(of name: String, serial: String?, keepingKey: Bool) throws {
+    /// `serial` to `issued/archive/NAME-SERIAL.crt` (`.key`), then runs `body`, which writes the new
+    /// files. If `body` fails, the archived files move back: the operation leaves nothing changed.
+    func replacingFiles<T>(of name: String, serial: String?, keepingKey: Bool, _ body: () throws -> T) throws -> T {
         let candidates = keepingKey ? [layout.certificate(named: name)] : [layout.certificate(named: name), layout.privateKey(named: name)]
         let files = candidates.filter(FileIO.exists)
-        guard !files.isEmpty else { return }
-        guard let serial else {
+        if !files.isEmpty, serial == nil {
             throw PKIError(.nameInUse, "\(files.joined(separator: " and ")) exist but the ledger has no certificate named '\(name)'; move them away first")
         }
-        try FileIO.makeFolder(layout.archiveFolder, mode: 0o700)
-        for file in files {
-            let suffix = file.hasSuffix(".key") ? "key" : "crt"
-            try FileIO.move(file, to: "\(layout.archiveFolder)/\(name)-\(serial).\(suffix)")
+        var moved: [(from: String, to: String)] = []
+        do {
+            if !files.isEmpty { try FileIO.makeFolder(layout.archiveFolder, mode: 0o700) }
+            for file in files {
+                let archived = "\(layout.archiveFolder)/\(name)-\(serial ?? "").\(file.hasSuffix(".key") ? "key" : "crt")"
+                try FileIO.move(file, to: archived)
+                moved.append((file, archived))
+            }
+            return try body()
+        } catch {
+            for move in moved.reversed() { try? FileIO.move(move.to, to: move.from) }
+            throw error
         }
     }
 

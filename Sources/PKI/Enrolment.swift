@@ -102,11 +102,12 @@ extension CertificateAuthority {
             // enrolled itself with the same folder; any other belongs to the previous certificate.
             let keyPath = layout.privateKey(named: request.name)
             let holdsRequestKey = FileIO.exists(keyPath) && (try? SigningIdentity.loadPrivateKey(at: keyPath).publicKey) == request.publicKey
-            try archiveFiles(of: request.name, serial: ledger.newest(named: request.name)?.serial, keepingKey: holdsRequestKey)
-            let entry = try certify(
-                request.issueRequest(days: days), publicKey: request.publicKey, authority: authority, authorityKey: authorityKey,
-                ledger: &ledger, now: now
-            )
+            let entry = try replacingFiles(of: request.name, serial: ledger.newest(named: request.name)?.serial, keepingKey: holdsRequestKey) {
+                try certify(
+                    request.issueRequest(days: days), publicKey: request.publicKey, authority: authority, authorityKey: authorityKey,
+                    ledger: &ledger, now: now
+                )
+            }
             return IssuedCertificate(entry: entry, certificatePath: layout.certificate(named: request.name), keyPath: holdsRequestKey ? keyPath : nil)
         }
     }
@@ -146,8 +147,9 @@ extension CertificateAuthority {
             try Self.check(request)
             let (authority, authorityKey) = try loadAuthority()
             try Self.checkLifetime(of: request, now: now, authority: authority)
-            try archiveFiles(of: name, serial: previous.serial, keepingKey: true)
-            let entry = try certify(request, publicKey: key.publicKey, authority: authority, authorityKey: authorityKey, ledger: &ledger, now: now)
+            let entry = try replacingFiles(of: name, serial: previous.serial, keepingKey: true) {
+                try certify(request, publicKey: key.publicKey, authority: authority, authorityKey: authorityKey, ledger: &ledger, now: now)
+            }
             return IssuedCertificate(entry: entry, certificatePath: layout.certificate(named: name), keyPath: keyPath)
         }
     }

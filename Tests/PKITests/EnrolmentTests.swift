@@ -215,6 +215,18 @@ import X509
         #expect(throws: PKIError(.invalidArgument, "")) { try ca.authority.renew(name: "bob") }
     }
 
+    @Test func aRenewalThatCannotBeRecordedLeavesTheFolderAsItWas() throws {
+        try ca.peer("bob")
+        let before = try FolderSnapshot(of: ca.layout.folder)
+        // A folder where the ledger's temporary file goes makes saving the ledger fail.
+        let blocker = "\(ca.layout.ledger).tmp-\(getpid())"
+        try FileManager.default.createDirectory(atPath: blocker, withIntermediateDirectories: false)
+        #expect(throws: FileIOError.self) { try ca.authority.renew(name: "bob", days: 60) }
+        try FileManager.default.removeItem(atPath: blocker)
+        #expect(try FolderSnapshot(of: ca.layout.folder) == before)
+        #expect(try ca.authority.renew(name: "bob", days: 60).entry.name == "bob")
+    }
+
     @Test func revokeBySerialRevokesOnlyThatCertificate() throws {
         let old = try ca.peer("bob")
         try ca.authority.renew(name: "bob", days: 60)
