@@ -148,13 +148,14 @@ public enum CertificateProfile {
 /// Textual IP addresses (IPv4 dotted quad or IPv6) as the bytes a subjectAltName holds.
 enum IPAddress {
     static func bytes(of text: String) throws -> [UInt8] {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 {
-            return withUnsafeBytes(of: &v4) { Array($0) }
+        // inet_pton writes straight into a Swift array: copying out of a C address struct with
+        // withUnsafeBytes(of:) wrote after free in the release build (docs/SECURITY-TESTING.md).
+        var address = [UInt8](repeating: 0, count: 16)
+        if address.withUnsafeMutableBytes({ inet_pton(AF_INET, text, $0.baseAddress) }) == 1 {
+            return Array(address.prefix(4))
         }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, text, &v6) == 1 {
-            return withUnsafeBytes(of: &v6) { Array($0) }
+        if address.withUnsafeMutableBytes({ inet_pton(AF_INET6, text, $0.baseAddress) }) == 1 {
+            return address
         }
         throw PKIError(.invalidArgument, "'\(text)' is not an IPv4 or IPv6 address")
     }
