@@ -121,7 +121,7 @@ let package = Package(
         ),
         .target(
             name: "FuzzTargets",
-            dependencies: ["MTorrentFormat", "Peer", "Pieces", "Tracker", "Wire", "FileIO", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["MTorrentFormat", "PKI", "Peer", "Pieces", "Tracker", "Wire", "FileIO", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(name: "CFuzzerDriver"),
         .executableTarget(name: "mtfuzz", dependencies: ["FuzzTargets", "CFuzzerDriver"], path: "Fuzz/mtfuzz"),
@@ -175,7 +175,7 @@ let package = Package(
             dependencies: ["Peer", "Wire", "PKI", "Pieces", "PKITesting", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(name: "FileIOTests", dependencies: ["FileIO"]),
-        .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MTorrentFormat"]),
+        .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MTorrentFormat", "PKI"]),
         .testTarget(
             name: "WireTests",
             dependencies: ["Wire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]

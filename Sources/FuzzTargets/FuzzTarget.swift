@@ -1,6 +1,7 @@
 import FileIO
 import MTorrentFormat
 import NIOCore
+import PKI
 import Peer
 import Pieces
 import Tracker
@@ -22,6 +23,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case config
     /// Lines typed at the peer's shell (`ShellCommand`, `ShellWords`).
     case shell
+    /// A certificate signing request as `mtca sign` reads it (`SigningRequest`).
+    case request
 
     /// Feeds one input to the parser; stops the process if an invariant breaks.
     public func run(_ bytes: [UInt8]) {
@@ -32,6 +35,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .acl: _ = try? AccessControlList(text: String(decoding: bytes, as: UTF8.self), source: "fuzz input")
         case .config: Self.config(bytes)
         case .shell: Self.shell(bytes)
+        case .request: Self.request(bytes)
         }
     }
 
@@ -93,6 +97,16 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         }
         quoted.append("'")
         return String(quoted)
+    }
+
+    private static func request(_ bytes: [UInt8]) {
+        guard let request = try? SigningRequest(pemEncoded: String(decoding: bytes, as: UTF8.self)) else { return }
+        let again = try? SigningRequest(pemEncoded: request.pemEncoded)
+        precondition(
+            again?.name == request.name && again?.role == request.role && again?.groups == request.groups
+                && again?.dnsNames == request.dnsNames && again?.ipAddresses == request.ipAddresses && again?.publicKey == request.publicKey,
+            "an accepted request does not read back the same"
+        )
     }
 
     private static func shell(_ bytes: [UInt8]) {

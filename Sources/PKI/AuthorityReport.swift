@@ -15,11 +15,12 @@ public struct AuthorityReport: Sendable {
         }
         if time > entry.notAfter { return "expired" }
         let daysLeft = Int(entry.notAfter.timeIntervalSince(time) / 86400)
-        if daysLeft < CertificateAuthority.expiryWarningDays { return "expiring in \(daysLeft) days" }
+        if daysLeft < ExpiryNotice.certificateDays { return "expiring in \(daysLeft) days" }
         return "valid"
     }
 
-    /// A table for people, followed by the CA's and the CRL's validity, with a warning when either ends soon.
+    /// A table for people, followed by a warning for every name whose newest certificate ends within
+    /// ``ExpiryNotice/certificateDays`` (when trackers and peers start warning too), and the CRL's validity, with a warning when it ends soon.
     public func rendered(at time: Date = Date()) -> String {
         let header = ["NAME", "ROLE", "GROUPS", "SERIAL", "NOT AFTER", "STATUS"]
         let rows = certificates.map { entry in
@@ -35,16 +36,26 @@ public struct AuthorityReport: Sendable {
         }
         var lines = ["CA: \(authorityName), valid until \(CertificateAuthority.day(authorityNotAfter))"]
         if rows.isEmpty {
-            lines.append("No certificates issued yet: 'mtca issue tracker NAME' or 'mtca issue peer NAME'.")
+            lines.append("No certificates issued yet: sign a machine's request with 'mtca sign NAME.csr', or 'mtca issue peer NAME' for a demo.")
         } else {
             lines += [line(header)] + rows.map(line)
+        }
+        let newest = Dictionary(certificates.map { ($0.name, $0) }, uniquingKeysWith: { _, later in later })
+        let ending = newest.values.filter { entry in
+            entry.isLive(at: time) && entry.notAfter.timeIntervalSince(time) < Double(ExpiryNotice.certificateDays) * 86400
+        }.sorted { $0.notAfter < $1.notAfter }
+        if !ending.isEmpty {
+            let names = ending.map { "\($0.name) (\(CertificateAuthority.day($0.notAfter)))" }.joined(separator: ", ")
+            lines.append(
+                "WARNING, expiring within \(ExpiryNotice.certificateDays) days: \(names). Renew with 'mtca renew NAME', or sign a new request from that machine."
+            )
         }
         let crlDaysLeft = revocationListNextUpdate.timeIntervalSince(time) / 86400
         let crlLine = "CRL #\(revocationListNumber) valid until \(CertificateAuthority.day(revocationListNextUpdate))"
         if crlDaysLeft < 0 {
             lines.append("\(crlLine): EXPIRED. Every certificate is refused until you run 'mtca crl' and copy crl.pem to every machine.")
-        } else if crlDaysLeft < 7 {
-            lines.append("\(crlLine): WARNING, expires in \(Int(crlDaysLeft)) days. Run 'mtca crl' and copy crl.pem to every machine.")
+        } else if crlDaysLeft < Double(ExpiryNotice.revocationListDays) {
+            lines.append("\(crlLine): WARNING, expires in \(Int(crlDaysLeft)) days. Run 'mtca crl' and copy crl.pem to the trackers.")
         } else {
             lines.append("\(crlLine) (in \(Int(crlDaysLeft)) days)")
         }

@@ -2,7 +2,9 @@ import FileIO
 import Foundation
 import X509
 
-/// What `mtca issue` is asked for: a tracker with its network names, or a peer with its groups.
+/// What a certificate is issued for: a tracker with its network names, or a peer with its groups,
+/// and its lifetime (`mtca issue`, or what `mtca sign` and `mtca renew` make of a request or a
+/// previous certificate).
 public struct IssueRequest: Sendable {
     public var name: String
     public var role: Role
@@ -26,11 +28,13 @@ public struct IssueRequest: Sendable {
     }
 }
 
-/// Where a newly issued certificate and its key were written.
+/// Where a newly issued certificate (and, when the CA made it, its key) was written.
 public struct IssuedCertificate: Sendable {
     public let entry: LedgerEntry
     public let certificatePath: String
-    public let keyPath: String
+    /// The private key's file in the CA folder; `nil` when the machine made the key and keeps it
+    /// (a signed request).
+    public let keyPath: String?
 }
 
 /// A small certificate authority kept in a folder (see ``PKILayout``): it creates itself, issues
@@ -40,8 +44,6 @@ public struct CertificateAuthority: Sendable {
     public static let defaultAuthorityDays = 3650
     public static let defaultLeafDays = 365
     public static let defaultRevocationListDays = 30
-    /// A certificate (or the CRL) this close to its end is reported as expiring.
-    public static let expiryWarningDays = 30
     /// Certificates and CRLs start this long before they are made, so that a machine whose clock
     /// runs a little behind the CA's still accepts them.
     public static let clockSkewAllowance: TimeInterval = 3600
@@ -99,59 +101,63 @@ public struct CertificateAuthority: Sendable {
         try Self.check(request)
         return try FileIO.withExclusiveLock(layout.lock) {
             var ledger = try Ledger.load(from: layout.ledger)
-            let (authority, authorityKey) = try loadAuthority()
-            let previous = ledger.certificates.last { $0.name == request.name }
+            let previous = ledger.newest(named: request.name)
             if let previous, previous.isLive(at: now) {
                 throw PKIError(
                     .nameInUse,
-                    "'\(request.name)' already has a live certificate (serial \(previous.serial), valid until \(Self.day(previous.notAfter))); revoke it first with 'mtca revoke \(request.name)'"
+                    "'\(request.name)' already has a live certificate (serial \(previous.serial), valid until \(Self.day(previous.notAfter))); renew it with 'mtca renew \(request.name)' or revoke it first with 'mtca revoke \(request.name)'"
                 )
             }
-            try archiveFiles(of: request.name, serial: previous?.serial)
-            let notAfter = now.addingTimeInterval(Double(request.days) * 86400)
-            guard notAfter <= authority.notValidAfter else {
-                throw PKIError(.invalidArgument, "a certificate for \(request.days) days would outlive the CA (valid until \(Self.day(authority.notValidAfter))); ask for fewer days")
+            let (authority, authorityKey) = try loadAuthority()
+            try Self.checkLifetime(of: request, now: now, authority: authority)
+            return try replacingFiles(of: request.name, serial: previous?.serial, keepingKey: false) {
+                let key = CertificateProfile.makePrivateKey()
+                let keyPath = layout.privateKey(named: request.name)
+                try FileIO.makeFolder(layout.issuedFolder, mode: 0o700)
+                try FileIO.createExclusive(keyPath, bytes: Array(try key.serializeAsPEM().pemString.utf8) + [0x0a], mode: 0o600)
+                do {
+                    let entry = try certify(request, publicKey: key.publicKey, authority: authority, authorityKey: authorityKey, ledger: &ledger, now: now)
+                    return IssuedCertificate(entry: entry, certificatePath: layout.certificate(named: request.name), keyPath: keyPath)
+                } catch {
+                    try? FileIO.remove(keyPath)
+                    throw error
+                }
             }
-            let key = CertificateProfile.makePrivateKey()
-            let certificate = try CertificateProfile.leafCertificate(
-                for: request, publicKey: key.publicKey, notBefore: now - Self.clockSkewAllowance, notAfter: notAfter,
-                authority: authority, authorityKey: authorityKey
-            )
-            let entry = LedgerEntry(
-                serial: Hex.encode(certificate.serialNumber.bytes), name: request.name, role: request.role,
-                groups: request.groups, dnsNames: request.dnsNames, ipAddresses: request.ipAddresses,
-                notBefore: certificate.notValidBefore, notAfter: certificate.notValidAfter, revokedAt: nil, revocationReason: nil
-            )
-            let keyPath = layout.privateKey(named: request.name)
-            let certificatePath = layout.certificate(named: request.name)
-            try FileIO.makeFolder(layout.issuedFolder, mode: 0o700)
-            try FileIO.createExclusive(keyPath, bytes: Array(try key.serializeAsPEM().pemString.utf8) + [0x0a], mode: 0o600)
-            do {
-                try FileIO.createExclusive(certificatePath, bytes: Array(try certificate.serializeAsPEM().pemString.utf8) + [0x0a], mode: 0o644)
-                ledger.certificates.append(entry)
-                try ledger.save(to: layout.ledger)
-            } catch {
-                try? FileIO.remove(keyPath)
-                try? FileIO.remove(certificatePath)
-                throw error
-            }
-            return IssuedCertificate(entry: entry, certificatePath: certificatePath, keyPath: keyPath)
         }
     }
 
-    /// Revokes the newest unrevoked certificate of `name` and re-signs the CRL.
+    /// Revokes the unrevoked certificates of `name` and re-signs the CRL: every one of them, or
+    /// only the one whose serial starts with `serial`. Returns the entries it revoked.
     @discardableResult
-    public func revoke(name: String, reason: RevocationReason = .unspecified, now: Date = Date()) throws -> (LedgerEntry, RevocationList) {
+    public func revoke(
+        name: String, serial: String? = nil, reason: RevocationReason = .unspecified, now: Date = Date()
+    ) throws -> ([LedgerEntry], RevocationList) {
         try FileIO.withExclusiveLock(layout.lock) {
             var ledger = try Ledger.load(from: layout.ledger)
-            guard let index = ledger.certificates.lastIndex(where: { $0.name == name && $0.revokedAt == nil }) else {
+            var chosen = ledger.certificates.indices.filter { ledger.certificates[$0].name == name && ledger.certificates[$0].revokedAt == nil }
+            guard !chosen.isEmpty else {
                 throw PKIError(.unknownName, "there is no unrevoked certificate named '\(name)'; 'mtca list' shows them all")
             }
-            ledger.certificates[index].revokedAt = now
-            ledger.certificates[index].revocationReason = reason
+            if let serial {
+                let prefix = serial.lowercased()
+                guard !prefix.isEmpty, prefix.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) || ("a"..."f").contains($0) }) else {
+                    throw PKIError(.invalidArgument, "'\(serial)' is not a serial number: give the hexadecimal digits 'mtca list' shows")
+                }
+                chosen = chosen.filter { ledger.certificates[$0].serial.hasPrefix(prefix) }
+                guard !chosen.isEmpty else {
+                    throw PKIError(.unknownName, "no unrevoked certificate of '\(name)' has a serial starting with '\(serial)'; 'mtca list' shows them all")
+                }
+                guard chosen.count == 1 else {
+                    throw PKIError(.invalidArgument, "\(chosen.count) certificates of '\(name)' have a serial starting with '\(serial)'; give more digits")
+                }
+            }
+            for index in chosen {
+                ledger.certificates[index].revokedAt = now
+                ledger.certificates[index].revocationReason = reason
+            }
             let (authority, authorityKey) = try loadAuthority()
             let list = try signRevocationList(ledger: ledger, certificate: authority, key: authorityKey, now: now)
-            return (ledger.certificates[index], list)
+            return (chosen.map { ledger.certificates[$0] }, list)
         }
     }
 
@@ -180,7 +186,8 @@ public struct CertificateAuthority: Sendable {
 
     private func signRevocationList(ledger: Ledger, certificate: Certificate, key: Certificate.PrivateKey, now: Date) throws -> RevocationList {
         var ledger = ledger
-        ledger.revocationListNumber += 1
+        // Strictly above both the ledger's count and the list on disk, even if one of them was restored from a backup.
+        ledger.revocationListNumber = max(ledger.revocationListNumber, currentRevocationListNumber(signedBy: certificate)) + 1
         let entries = try ledger.certificates.compactMap { entry -> RevocationList.Entry? in
             guard let revokedAt = entry.revokedAt else { return nil }
             guard let serial = Hex.decode(entry.serial) else { throw PKIError(.badFile, "the ledger holds a malformed serial '\(entry.serial)'") }
@@ -196,7 +203,43 @@ public struct CertificateAuthority: Sendable {
         return list
     }
 
-    private func loadAuthority() throws -> (Certificate, Certificate.PrivateKey) {
+    /// The number of the CRL on disk, if it is one our CA signed; 0 otherwise.
+    private func currentRevocationListNumber(signedBy authority: Certificate) -> Int {
+        guard let text = try? FileIO.readText(layout.revocationList, limit: RevocationList.maximumSize),
+              let list = try? RevocationList(pemEncoded: text), list.isSigned(by: authority)
+        else { return 0 }
+        return list.number
+    }
+
+    /// Signs `request` for `publicKey`, writes `issued/NAME.crt` and records it in the ledger;
+    /// removes the certificate again if the ledger cannot be saved.
+    func certify(
+        _ request: IssueRequest, publicKey: Certificate.PublicKey, authority: Certificate, authorityKey: Certificate.PrivateKey,
+        ledger: inout Ledger, now: Date
+    ) throws -> LedgerEntry {
+        let certificate = try CertificateProfile.leafCertificate(
+            for: request, publicKey: publicKey, notBefore: now - Self.clockSkewAllowance,
+            notAfter: now.addingTimeInterval(Double(request.days) * 86400), authority: authority, authorityKey: authorityKey
+        )
+        let entry = LedgerEntry(
+            serial: Hex.encode(certificate.serialNumber.bytes), name: request.name, role: request.role,
+            groups: request.groups, dnsNames: request.dnsNames, ipAddresses: request.ipAddresses,
+            notBefore: certificate.notValidBefore, notAfter: certificate.notValidAfter, revokedAt: nil, revocationReason: nil
+        )
+        let certificatePath = layout.certificate(named: request.name)
+        try FileIO.makeFolder(layout.issuedFolder, mode: 0o700)
+        try FileIO.createExclusive(certificatePath, bytes: Array(try certificate.serializeAsPEM().pemString.utf8) + [0x0a], mode: 0o644)
+        do {
+            ledger.certificates.append(entry)
+            try ledger.save(to: layout.ledger)
+        } catch {
+            try? FileIO.remove(certificatePath)
+            throw error
+        }
+        return entry
+    }
+
+    func loadAuthority() throws -> (Certificate, Certificate.PrivateKey) {
         let certificate = try TrustStore.loadCertificate(at: layout.authorityCertificate)
         let key = try SigningIdentity.loadPrivateKey(at: layout.authorityKey)
         guard key.publicKey == certificate.publicKey else {
@@ -205,20 +248,39 @@ public struct CertificateAuthority: Sendable {
         return (certificate, key)
     }
 
-    private func archiveFiles(of name: String, serial: String?) throws {
-        let files = [layout.certificate(named: name), layout.privateKey(named: name)].filter(FileIO.exists)
-        guard !files.isEmpty else { return }
-        guard let serial else {
+    /// Moves `issued/NAME.crt` (and, unless `keepingKey`, `issued/NAME.key`) of the certificate
+    /// `serial` to `issued/archive/NAME-SERIAL.crt` (`.key`), then runs `body`, which writes the new
+    /// files. If `body` fails, the archived files move back: the operation leaves nothing changed.
+    func replacingFiles<T>(of name: String, serial: String?, keepingKey: Bool, _ body: () throws -> T) throws -> T {
+        let candidates = keepingKey ? [layout.certificate(named: name)] : [layout.certificate(named: name), layout.privateKey(named: name)]
+        let files = candidates.filter(FileIO.exists)
+        if !files.isEmpty, serial == nil {
             throw PKIError(.nameInUse, "\(files.joined(separator: " and ")) exist but the ledger has no certificate named '\(name)'; move them away first")
         }
-        try FileIO.makeFolder(layout.archiveFolder, mode: 0o700)
-        for file in files {
-            let suffix = file.hasSuffix(".key") ? "key" : "crt"
-            try FileIO.move(file, to: "\(layout.archiveFolder)/\(name)-\(serial).\(suffix)")
+        var moved: [(from: String, to: String)] = []
+        do {
+            if !files.isEmpty { try FileIO.makeFolder(layout.archiveFolder, mode: 0o700) }
+            for file in files {
+                let archived = "\(layout.archiveFolder)/\(name)-\(serial ?? "").\(file.hasSuffix(".key") ? "key" : "crt")"
+                try FileIO.move(file, to: archived)
+                moved.append((file, archived))
+            }
+            return try body()
+        } catch {
+            for move in moved.reversed() { try? FileIO.move(move.to, to: move.from) }
+            throw error
         }
     }
 
-    private static func check(_ request: IssueRequest) throws {
+    /// Refuses a lifetime that would outlive the CA.
+    static func checkLifetime(of request: IssueRequest, now: Date, authority: Certificate) throws {
+        guard now.addingTimeInterval(Double(request.days) * 86400) <= authority.notValidAfter else {
+            throw PKIError(.invalidArgument, "a certificate for \(request.days) days would outlive the CA (valid until \(Self.day(authority.notValidAfter))); ask for fewer days")
+        }
+    }
+
+    /// Applies the naming rules and limits of the profile to everything `request` asks for.
+    static func check(_ request: IssueRequest) throws {
         if let problem = NameRules.problem(with: request.name, kind: "name") { throw PKIError(.invalidArgument, problem) }
         for group in request.groups {
             if let problem = NameRules.problem(with: group, kind: "group") { throw PKIError(.invalidArgument, problem) }

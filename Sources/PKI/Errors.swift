@@ -40,7 +40,8 @@ public struct ValidationError: Error, Equatable, CustomStringConvertible, Sendab
     public static func == (lhs: ValidationError, rhs: ValidationError) -> Bool { lhs.code == rhs.code }
 }
 
-/// A failure of a CA operation (`mtca init`, `issue`, `revoke`, `crl`) or of loading PKI files.
+/// A failure of a CA operation (`mtca init`, `issue`, `request`, `sign`, `bundle`, `renew`, `revoke`,
+/// `crl`) or of loading PKI files.
 /// Equality compares only the code.
 public struct PKIError: Error, Equatable, CustomStringConvertible, Sendable {
     /// A stable name for one kind of failure.
@@ -59,6 +60,12 @@ public struct PKIError: Error, Equatable, CustomStringConvertible, Sendable {
         public static let invalidArgument = Code(description: "invalid-argument")
         /// A PKI file is missing, unreadable, or not what it should be.
         public static let badFile = Code(description: "bad-file")
+        /// A certificate signing request that is malformed, badly signed, or asks for more than our profile allows.
+        public static let invalidRequest = Code(description: "invalid-request")
+        /// The CA folder does not hold the private key an operation needs (the machine made it).
+        public static let keyNotHeld = Code(description: "key-not-held")
+        /// A file the operation would write exists already; nothing was overwritten.
+        public static let fileExists = Code(description: "file-exists")
     }
 
     public let code: Code

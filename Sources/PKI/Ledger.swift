@@ -20,8 +20,9 @@ public struct LedgerEntry: Codable, Sendable, Equatable {
     }
 }
 
-/// The CA's record of every serial it issued and of the revocation list it last signed. It is
-/// JSON (`ledger.json`), replaced atomically on every change.
+/// The CA's record of every certificate it issued (several per name once renewed: each with its
+/// serial, dates and revocation) and of the revocation list it last signed. It is JSON
+/// (`ledger.json`), replaced atomically on every change.
 struct Ledger: Codable {
     var authorityName: String
     var revocationListNumber: Int
@@ -29,6 +30,11 @@ struct Ledger: Codable {
     var certificates: [LedgerEntry]
 
     static let maximumSize = 32 * 1024 * 1024
+
+    /// The certificate of `name` issued last: the one in `issued/NAME.crt`.
+    func newest(named name: String) -> LedgerEntry? {
+        certificates.last { $0.name == name }
+    }
 
     static func load(from path: String) throws -> Ledger {
         let bytes = try FileIO.readFile(path, limit: maximumSize)

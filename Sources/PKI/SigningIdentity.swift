@@ -24,7 +24,7 @@ public struct SigningIdentity: Sendable {
         if let problem = NameRules.problem(with: name, kind: "name") { throw PKIError(.invalidArgument, problem) }
         let certificatePath = layout.certificate(named: name)
         guard FileIO.exists(certificatePath) else {
-            throw PKIError(.badFile, "no certificate for '\(name)' at \(certificatePath); issue one with 'mtca issue peer \(name)'")
+            throw PKIError(.badFile, "no certificate for '\(name)' at \(certificatePath); enrol this machine with 'mtca request' here and 'mtca sign' at the CA, then copy in what 'mtca bundle' writes")
         }
         return try SigningIdentity(
             certificate: TrustStore.loadCertificate(at: certificatePath),

@@ -19,9 +19,9 @@ struct Command {
         fatalError("cannot find the built mtca next to \(executable.path)")
     }()
 
-    /// Runs a built product by name.
-    static func product(_ name: String, _ arguments: [String], in folder: String) throws -> Result {
-        try run(productsFolder.appendingPathComponent(name).path, arguments, in: folder)
+    /// Runs a built product by name; `input`, if given, is its whole standard input.
+    static func product(_ name: String, _ arguments: [String], in folder: String, input: String? = nil) throws -> Result {
+        try run(productsFolder.appendingPathComponent(name).path, arguments, in: folder, input: input)
     }
 
     /// Runs a tool found on the PATH.
@@ -29,8 +29,9 @@ struct Command {
         try run("/usr/bin/env", [name] + arguments, in: folder)
     }
 
-    /// Runs `path`; a run that takes longer than `timeout` seconds is killed and reported as status -1.
-    static func run(_ path: String, _ arguments: [String], in folder: String, timeout: TimeInterval = 60) throws -> Result {
+    /// Runs `path` with `input` (or nothing) on its standard input; a run that takes longer than
+    /// `timeout` seconds is killed and reported as status -1.
+    static func run(_ path: String, _ arguments: [String], in folder: String, input: String? = nil, timeout: TimeInterval = 60) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
@@ -39,8 +40,14 @@ struct Command {
         let errors = Pipe()
         process.standardOutput = output
         process.standardError = errors
-        process.standardInput = FileHandle.nullDevice
+        let inputPipe = Pipe()
+        process.standardInput = input == nil ? FileHandle.nullDevice : inputPipe
         try process.run()
+        if let input {
+            // Small enough for the pipe's buffer: the write cannot block on a process that does not read.
+            try inputPipe.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+            try inputPipe.fileHandleForWriting.close()
+        }
         let deadline = Date() + timeout
         let outputData = output.fileHandleForReading.readDataToEndOfFile()
         let errorData = errors.fileHandleForReading.readDataToEndOfFile()

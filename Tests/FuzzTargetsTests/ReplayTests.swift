@@ -1,6 +1,7 @@
 import Foundation
 import FuzzTargets
 import MTorrentFormat
+import PKI
 import Testing
 
 /// Replays the committed seed inputs and every input a fuzzer once crashed on.
@@ -25,5 +26,11 @@ import Testing
     func theSeedMTorrentsAreValidFilesSoTheFuzzerStartsFromAcceptedInput(_ name: String) throws {
         let bytes = Array(try Data(contentsOf: Self.fuzzFolder.appendingPathComponent("corpus/mtorrent/\(name)")))
         #expect(throws: Never.self) { try MTorrentParser.parse(bytes) }
+    }
+
+    @Test(arguments: ["peer.csr", "tracker.csr"])
+    func theSeedRequestsAreAcceptedSoTheFuzzerStartsFromAcceptedInput(_ name: String) throws {
+        let text = try String(contentsOf: Self.fuzzFolder.appendingPathComponent("corpus/request/\(name)"), encoding: .utf8)
+        #expect(throws: Never.self) { try SigningRequest(pemEncoded: text) }
     }
 }

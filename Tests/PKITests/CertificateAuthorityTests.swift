@@ -117,8 +117,12 @@ import X509
         #expect(statuses["soon"]?.hasPrefix("expiring in") == true)
         #expect(statuses["gone"]?.hasPrefix("revoked") == true)
         #expect(statuses["old"] == "expired")
-        #expect(!report.rendered(at: now).contains("WARNING"))
-        #expect(report.rendered(at: now + 25 * 86400).contains("WARNING"))
+        let rendered = report.rendered(at: now)
+        #expect(rendered.contains("WARNING, expiring within 14 days: soon ("))
+        #expect(!rendered.contains("fresh ("))
+        func crlLine(at time: Date) -> Substring? { report.rendered(at: time).split(separator: "\n").first { $0.hasPrefix("CRL #") } }
+        #expect(crlLine(at: now)?.contains("WARNING") == false)
+        #expect(crlLine(at: now + 25 * 86400)?.contains("WARNING, expires in") == true)
         #expect(report.rendered(at: now + 31 * 86400).contains("EXPIRED"))
     }
 }
