@@ -58,14 +58,19 @@ import X509
         try Data(contentsOf: URL(fileURLWithPath: source)).write(to: URL(fileURLWithPath: destination))
     }
 
-    /// The names the tracker lists as holders of `file`, asked as `name` over mutual TLS.
-    private func holders(of file: FileID, at tracker: TrackerAddress, askedAs name: String) async throws -> [String] {
+    /// The holders the tracker lists for `file`, asked as `name` over mutual TLS.
+    private func holderRecords(of file: FileID, at tracker: TrackerAddress, askedAs name: String) async throws -> [HolderRecord] {
         let identity = try SigningIdentity.load(named: name, from: ca.layout)
         let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: identity, trust: TrustSource(try ca.trust()), peerRole: .tracker))
         let client = TrackerClient(address: tracker, tls: tls, group: MultiThreadedEventLoopGroup.singleton)
         defer { client.close() }
         guard case .holders(_, _, let records) = try await client.send(.get(file: file)) else { return [] }
-        return records.map(\.name).sorted()
+        return records
+    }
+
+    /// The names the tracker lists as holders of `file`.
+    private func holders(of file: FileID, at tracker: TrackerAddress, askedAs name: String) async throws -> [String] {
+        try await holderRecords(of: file, at: tracker, askedAs: name).map(\.name).sorted()
     }
 
     private func fileContents(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
@@ -100,6 +105,59 @@ import X509
         #expect(try await holders(of: file, at: t1.address, askedAs: "bob") == ["alice"])
         let summary = carol.answer(timeout: 20)
         #expect(summary.hasPrefix("FAILURE: DOWNLOAD_FAILED"), "\(summary)")
+    }
+
+    /// The serial (hex, as openssl prints it) of the certificate a TLS server at `address` presents.
+    private func presentedSerial(at address: TrackerAddress, askedAs name: String) throws -> String {
+        let result = try Command.run("/bin/sh", ["-c", """
+            openssl s_client -connect \(address) -tls1_3 -cert \(ca.layout.certificate(named: name)) -key \(ca.layout.privateKey(named: name)) \
+              -CAfile \(ca.layout.authorityCertificate) < /dev/null 2> /dev/null | openssl x509 -noout -serial
+            """], in: folder)
+        return result.output.trimmingCharacters(in: .whitespacesAndNewlines).replacingOccurrences(of: "serial=", with: "").lowercased()
+    }
+
+    private func serial(of path: String) throws -> String {
+        Hex.encode(try TrustStore.loadCertificate(at: path).serialNumber.bytes)
+    }
+
+    @Test func renewedCertificatesAreTakenUpWithoutARestartAndTheSharesStay() async throws {
+        let (t1, trackerPKI) = try tracker()
+        let trackers = [t1.address.description, "127.0.0.1:1"]
+        let (alice, alicePKI) = try peer("alice", trackers: trackers)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let file = try #require(FileID(bytes: try MTorrent.load(from: ca.folder.file("data.mtorrent"), trust: ca.trust()).0.root))
+        let oldTracker = try serial(of: trackerPKI.certificate(named: "tracker1"))
+        #expect(try presentedSerial(at: t1.address, askedAs: "bob") == oldTracker)
+
+        // The CA renews both; only the new certificate files are copied to the machines, no signal.
+        try ca.authority.renew(name: "alice")
+        try ca.authority.renew(name: "tracker1")
+        try copyInPlace(ca.layout.certificate(named: "alice"), to: alicePKI.certificate(named: "alice"))
+        try copyInPlace(ca.layout.certificate(named: "tracker1"), to: trackerPKI.certificate(named: "tracker1"))
+        let newAlice = try serial(of: alicePKI.certificate(named: "alice"))
+        let newTracker = try serial(of: trackerPKI.certificate(named: "tracker1"))
+        #expect(alice.logShows("reloaded CA, CRL and own certificate", "renewed, serial \(newAlice)", within: 10), "\(alice.log.suffix(1500))")
+        var presented = ""
+        let deadline = Date() + 10
+        while Date() < deadline, presented != newTracker {
+            presented = try presentedSerial(at: t1.address, askedAs: "bob")
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(presented == newTracker, "new connections to the tracker get its renewed certificate")
+
+        // alice announces her share again under the new certificate, and it is fetched from her.
+        let renewedFingerprint = try CertificateProfile.fingerprint(of: TrustStore.loadCertificate(at: alicePKI.certificate(named: "alice")))
+        var listed: [HolderRecord] = []
+        let announced = Date() + 15
+        while Date() < announced, !listed.contains(where: { $0.fingerprint == renewedFingerprint }) {
+            listed = try await holderRecords(of: file, at: t1.address, askedAs: "bob")
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(listed.contains { $0.fingerprint == renewedFingerprint }, "\(listed)")
+        #expect(try alice.run("status").contains("data.bin"))
+        let (bob, _) = try peer("bob", trackers: trackers)
+        let summary = try bob.run("get data.mtorrent bob.bin")
+        #expect(summary.hasPrefix("SUCCESS: downloaded data.bin"), "\(summary)")
     }
 
     enum Offer: String, CaseIterable, CustomStringConvertible {
