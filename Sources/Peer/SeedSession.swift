@@ -38,6 +38,11 @@ final class SeedSession: ChannelInboundHandler {
     private var offerCheck: RepeatedTask?
     /// Requests received since the last look.
     private var recentRequests = 0
+    /// Looks in a row that found the client asking for none of its offers.
+    private var idleLooks = 0
+    /// Looks in a row (two seconds) after which a client that asks for none of its offers is taken
+    /// to be served by another seed.
+    static let idleLooksForAnotherSeed = 4
     /// How often offers a client does not ask for are replaced.
     static let offerCheckInterval = TimeAmount.milliseconds(500)
 
@@ -167,10 +172,18 @@ final class SeedSession: ChannelInboundHandler {
         return bits
     }
 
-    /// A client that left its offers alone while it asked for nothing here is served by another seed.
+    /// A client that leaves its offers alone for two seconds while it asks for nothing here is served by another seed.
     private func checkOffers() {
         defer { recentRequests = 0 }
-        guard let offers, recentRequests == 0, queued.isEmpty, !busy, offers.shared.hasPendingOffers(offers.connection) else { return }
+        guard let offers, recentRequests == 0, queued.isEmpty, !busy, offers.shared.hasPendingOffers(offers.connection) else {
+            idleLooks = 0
+            return
+        }
+        // Offers go out behind the blocks already in the socket, so a client sharing a slow uplink
+        // may see them only much later: only a long silence means another seed serves it.
+        idleLooks += 1
+        guard idleLooks >= Self.idleLooksForAnotherSeed else { return }
+        idleLooks = 0
         offers.shared.untouched(by: offers.connection)
     }
 
