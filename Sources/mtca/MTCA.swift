@@ -12,6 +12,7 @@ struct MTCA: ParsableCommand {
             when the CA made the key). A machine makes its own key with 'request'; the CA signs the request with 'sign' and \
             hands over the machine's folder with 'bundle'. See pki/README.md.
             """,
+        version: Release.version,
         subcommands: [Init.self, Request.self, Sign.self, Bundle.self, Issue.self, Renew.self, Revoke.self, CRL.self, List.self]
     )
 }

@@ -11,6 +11,7 @@ struct MTorrentTool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mtorrent",
         abstract: "Create and check signed .mtorrent files.",
+        version: Release.version,
         subcommands: [Create.self, Verify.self]
     )
 }

@@ -30,7 +30,8 @@ struct PeerCommand: AsyncParsableCommand {
             names waits for it. exit and the end of input wait for the running commands; the peer
             then exits 0 if every command succeeded, 1 otherwise, unless --keep-seeding keeps it
             serving until SIGINT or SIGTERM. SIGHUP rereads the CA, the CRL and the peer's own certificate and key (a change to those files does too); newer CRLs also come from the trackers.
-            """
+            """,
+        version: Release.version
     )
 
     @Argument(help: "Address to serve other peers on, ip:port (port 0 picks a free port).") var address: String

@@ -18,7 +18,8 @@ struct TrackerCommand: AsyncParsableCommand {
         discussion: """
             SIGHUP reloads the CA certificate, the CRL, the ACL and the tracker's own certificate and key; so does a change to any of those files \
             (looked at every few seconds). SIGINT or SIGTERM stops the tracker. See config/tracker.conf.example.
-            """
+            """,
+        version: Release.version
     )
 
     @Argument(help: "Address to listen on, ip:port (port 0 picks a free port).") var address: String

@@ -1,4 +1,5 @@
 import Foundation
+import PKI
 import PKITesting
 import Testing
 
@@ -16,6 +17,13 @@ import Testing
 
     private func opensslVerify(_ name: String) throws -> Command.Result {
         try Command.system("openssl", ["verify", "-CAfile", "pki/ca.crt", "-crl_check", "-CRLfile", "pki/crl.pem", "pki/issued/\(name).crt"], in: folder.path)
+    }
+
+    @Test(arguments: ["mtca", "mtorrent", "tracker", "peer"])
+    func everyProgramSaysItsVersion(_ program: String) throws {
+        let result = try Command.product(program, ["--version"], in: folder.path)
+        #expect(result.status == 0)
+        #expect(result.output == Release.version + "\n", "\(result.output)\(result.errors)")
     }
 
     @Test func initTwiceFailsAndLeavesTheCAAsItWas() throws {
