@@ -44,6 +44,16 @@ public struct ConfigFile: Sendable {
         }
         return number
     }
+
+    /// The yes-or-no value of `key` (`yes` or `no`), if set.
+    public func flag(_ key: String) throws -> Bool? {
+        guard let (text, line) = values[key] else { return nil }
+        switch text {
+        case "yes": return true
+        case "no": return false
+        default: throw ConfigFileError(path: path, line: line, reason: "'\(key)' must be yes or no")
+        }
+    }
 }
 
 /// A configuration file that cannot be used: where, and why.

@@ -43,6 +43,7 @@ struct PeerCommand: AsyncParsableCommand {
     @Flag(help: "After the commands, keep serving until SIGINT or SIGTERM.") var keepSeeding = false
     @Option(help: "TLS library: \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).") var tlsBackend: String?
     @Option(help: ArgumentHelp("A configuration file (key = value).", valueName: "file")) var config: String?
+    @Option(help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel: String?
 
     func run() async throws {
         guard let listen = TrackerAddress(address, allowingPortZero: true) else { throw ValidationError("'\(address)' is not ip:port") }
@@ -62,7 +63,8 @@ struct PeerCommand: AsyncParsableCommand {
         if let seconds = try file?.integer("crl-poll-interval", in: 1...3600) { settings.revocationPollInterval = Int64(seconds) }
         if let seconds = try file?.integer("file-watch-interval", in: 1...3600) { settings.fileWatchInterval = Int64(seconds) }
         if let file { settings.limits = try Self.limits(from: file) }
-        try ProgramSupport.bootstrapLogging(levelName: file?.string("log-level"))
+        try ProgramSupport.bootstrapLogging(levelName: logLevel ?? file?.string("log-level"))
+        let keepSeeding = try self.keepSeeding || file?.flag("keep-seeding") == true
         // Past a file-size limit a write fails with a clear error instead of killing the peer.
         signal(SIGXFSZ, SIG_IGN)
         var logger = Logger(label: "peer")

@@ -30,6 +30,7 @@ struct TrackerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("A configuration file (key = value).", valueName: "file")) var config: String?
     @Option(help: "Seconds a holder stays listed without a heartbeat.") var ttl: Int?
     @Option(help: "TLS library: \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).") var tlsBackend: String?
+    @Option(help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel: String?
 
     func run() async throws {
         guard let listen = TrackerAddress(address, allowingPortZero: true) else {
@@ -52,7 +53,7 @@ struct TrackerCommand: AsyncParsableCommand {
         if let value = try file?.integer("requests-per-second", in: 0...1_000_000) { settings.requestsPerSecond = value }
         if let value = try file?.integer("request-burst", in: 1...1_000_000) { settings.requestBurst = value }
         if let value = try file?.integer("file-watch-interval", in: 1...3600) { settings.fileWatchInterval = Int64(value) }
-        try ProgramSupport.bootstrapLogging(levelName: file?.string("log-level"))
+        try ProgramSupport.bootstrapLogging(levelName: logLevel ?? file?.string("log-level"))
         // Past a file-size limit a journal append fails (and is cut back) instead of killing the tracker.
         signal(SIGXFSZ, SIG_IGN)
         let logger = Logger(label: "tracker")
