@@ -169,6 +169,12 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
         nextDiscovery = now + Self.firstDiscovery
     }
 
+    /// Bytes verified so far (resumed ones included), of the whole file.
+    var verified: (bytes: UInt64, of: UInt64) { (verifiedBytes, layout.fileSize) }
+
+    /// Holders connected now that proved who they are.
+    var connectedHolders: Int { connections.values.count { $0.identity != nil && $0.endReason == nil } }
+
     /// What the download did so far (complete once it finished).
     var summary: Summary {
         Summary(fetchedBytes: verifiedBytes - resumedBytes, resumedPieces: resumedPieces, piecesByHolder: piecesByHolder, banned: banned)

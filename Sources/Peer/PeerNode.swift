@@ -305,7 +305,7 @@ public final class PeerNode: @unchecked Sendable {
     /// `share <file> <mtorrent>`: sign a `.mtorrent`, announce it at the trackers, remember it.
     /// All or nothing: unless a tracker accepts it, no `.mtorrent` is left, nothing is remembered
     /// and nothing is served, so the same command can simply be tried again.
-    public func share(file path: String, mtorrent destination: String) async throws(CommandFailure) -> String {
+    public func share(file path: String, mtorrent destination: String) async throws(CommandFailure) -> CommandAnswer {
         guard let stamp = FileStamp(path: path) else { throw CommandFailure(.fileNotFound, "\(path) is not a readable file") }
         guard !FileIO.exists(destination) else { throw CommandFailure(.alreadyExists, "\(destination) already exists") }
         let torrent: MTorrent
@@ -343,14 +343,20 @@ public final class PeerNode: @unchecked Sendable {
             let failure = answers.failure
             throw CommandFailure(failure.code, failure.message + "; nothing was shared and \(destination) was not kept")
         }
-        return "shared \(torrent.name) (\(torrent.layout.fileSize) bytes, root \(torrent.rootHex.prefix(16))…) at \(Self.summary(of: answers)); wrote \(destination)"
+        return CommandAnswer(
+            "shared \(torrent.name) (\(torrent.layout.fileSize) bytes, root \(torrent.rootHex.prefix(16))…) at \(Self.summary(of: answers)); wrote \(destination)",
+            fields: [
+                "name": .text(torrent.name), "bytes": .count(torrent.layout.fileSize), "root": .text(torrent.rootHex), "mtorrent": .text(destination),
+                "trackers": Self.trackerFields(of: answers),
+            ]
+        )
     }
 
     /// `get <mtorrent> <save>`: verify, ask the trackers, download verified pieces from every
     /// holder at once while serving them, then seed. A `.part` left by an interrupted `get` is
     /// re-verified and resumed. A save location that is a folder receives the file under the
     /// `.mtorrent`'s name (``SaveLocation`` says how the folder is opened).
-    public func get(mtorrent path: String, saveTo location: String, progress: (@Sendable (UInt64, UInt64) -> Void)?) async throws(CommandFailure) -> String {
+    public func get(mtorrent path: String, saveTo location: String, progress: (@Sendable (UInt64, UInt64) -> Void)?) async throws(CommandFailure) -> CommandAnswer {
         let torrent: MTorrent
         let signer: VerifiedIdentity
         do {
@@ -383,7 +389,7 @@ public final class PeerNode: @unchecked Sendable {
             logger.notice("a version 1 .mtorrent carries no signed header: this peer serves the file but is not announced to the trackers")
         }
         let swarm = Swarm(
-            torrent: torrent, part: part, share: share, tls: peerTLS, loop: group.next(), threadPool: threadPool, limits: configuration.limits,
+            name: torrent.name, torrent: torrent, part: part, share: share, tls: peerTLS, loop: group.next(), threadPool: threadPool, limits: configuration.limits,
             logger: logger, progress: progress, discover: { [self] in (try? await findHolders(of: file, name: torrent.name)) ?? [] }
         )
         swarms.withLockedValue { $0[ObjectIdentifier(swarm)] = swarm }
@@ -406,7 +412,8 @@ public final class PeerNode: @unchecked Sendable {
         let sources = report.piecesByHolder.sorted { $0.value > $1.value }.map { "\($0.key) (\($0.value))" }
         summary += String(format: "; fetched %d pieces at %.1f MB/s from ", report.fetchedPieces, rate) + (sources.isEmpty ? "nobody" : sources.joined(separator: ", "))
         if !report.bannedPeers.isEmpty { summary += "; banned \(report.bannedPeers.joined(separator: ", ")) for corrupt pieces" }
-        if let stamp = FileStamp(path: part.savePath) {
+        let seeding = FileStamp(path: part.savePath)
+        if let stamp = seeding {
             try? index.add(ShareEntry(
                 root: torrent.rootHex, dataPath: URL(fileURLWithPath: part.savePath).standardizedFileURL.path,
                 mtorrentPath: URL(fileURLWithPath: path).standardizedFileURL.path, size: stamp.size, pieceSize: torrent.layout.pieceSize,
@@ -415,7 +422,22 @@ public final class PeerNode: @unchecked Sendable {
             summary += "; now seeding it"
         }
         partials.remove(file)
-        return summary
+        return CommandAnswer(summary, fields: [
+            "name": .text(torrent.name), "saved_to": .text(part.savePath), "root": .text(torrent.rootHex), "bytes": .count(report.bytes),
+            "pieces": .count(report.pieceCount), "fetched_pieces": .count(report.fetchedPieces), "resumed_pieces": .count(report.resumedPieces),
+            "seconds": .number(report.seconds), "rate_mb_s": .number(rate), "signer": .text(signer.name),
+            "holders": .object(report.piecesByHolder.mapValues { .count($0) }), "banned": .list(report.bannedPeers.map { .text($0) }),
+            "seeding": .bool(seeding != nil),
+        ])
+    }
+
+    /// One field per tracker: its address and what it answered.
+    private static func trackerFields(of answers: TrackerAnswers) -> AnswerValue {
+        .list(zip(answers.answers, answers.outcomes).map { answer, outcome in
+            let accepted: Bool
+            if case .success(.ok) = answer.result { accepted = true } else { accepted = false }
+            return .object(["address": .text("\(answer.tracker)"), "accepted": .bool(accepted), "answer": .text(outcome)])
+        })
     }
 
     /// Opens (or resumes) the `.part` file; re-verifying an earlier one reads it all, off the caller's thread.
@@ -447,27 +469,50 @@ public final class PeerNode: @unchecked Sendable {
         throw CommandFailure(.noSeeders, "no online peer holds \(name)" + (silent.isEmpty ? "" : " (\(silent.joined(separator: "; ")))"))
     }
 
-    /// `status`: what this peer serves and how much it uploaded since it started.
-    public func status() -> String {
+    /// `status`: what this peer serves and how much it uploaded since it started, the downloads
+    /// running (with their rate and holders), and whether each tracker holds all of its shares.
+    public func status() async -> CommandAnswer {
         let uploaded = seeder?.uploaded ?? [:]
         let shares = index.all
         var text = "serving \(shares.count) file(s)"
+        var shareFields: [AnswerValue] = []
         let lines = shares.compactMap { entry -> String? in
             guard let file = FileID(hex: entry.root) else { return nil }
-            return "\((entry.dataPath as NSString).lastPathComponent) uploaded \(uploaded[file] ?? 0) bytes"
+            let name = (entry.dataPath as NSString).lastPathComponent
+            shareFields.append(.object([
+                "name": .text(name), "path": .text(entry.dataPath), "root": .text(entry.root), "uploaded": .count(uploaded[file] ?? 0),
+            ]))
+            return "\(name) uploaded \(uploaded[file] ?? 0) bytes"
         }
         if !lines.isEmpty { text += ": " + lines.joined(separator: ", ") }
         let total = uploaded.values.reduce(0, +)
-        let trackerStates = schedule.withLockedValue { schedule in
-            trackers.indices.map { "\(trackers[$0].address) \(schedule.isUpToDate($0) ? "up to date" : "not reached yet")" }
+        var downloads: [DownloadProgress] = []
+        for swarm in swarms.withLockedValue({ Array($0.values) }) { downloads.append(await swarm.progress()) }
+        downloads.sort { $0.name < $1.name }
+        if !downloads.isEmpty {
+            text += "; downloading " + downloads.map { download in
+                String(format: "%@ %.0f%% at %.1f MB/s from %d holder(s)", download.name, download.fraction * 100, download.bytesPerSecond / 1e6, download.connectedHolders)
+            }.joined(separator: ", ")
         }
-        return text + "; \(total) bytes uploaded in all; trackers: " + trackerStates.joined(separator: ", ")
+        let trackerStates = schedule.withLockedValue { schedule in trackers.indices.map { (trackers[$0].address, schedule.isUpToDate($0)) } }
+        text += "; \(total) bytes uploaded in all; trackers: " + trackerStates.map { "\($0.0) \($0.1 ? "up to date" : "not reached yet")" }.joined(separator: ", ")
+        return CommandAnswer(text, fields: [
+            "shares": .list(shareFields), "uploaded": .count(total),
+            "downloads": .list(downloads.map { download in
+                .object([
+                    "name": .text(download.name), "root": .text("\(download.file)"), "bytes": .count(download.totalBytes),
+                    "verified_bytes": .count(download.verifiedBytes), "rate_mb_s": .number(download.bytesPerSecond / 1e6),
+                    "holders": .count(download.connectedHolders),
+                ])
+            }),
+            "trackers": .list(trackerStates.map { .object(["address": .text("\($0.0)"), "reachable": .bool($0.1)]) }),
+        ])
     }
 
     /// `remove <mtorrent>`: stop serving at once, forget it, and withdraw it at the trackers. It
     /// takes effect here whatever the trackers answer; a tracker that could not be reached is
     /// told when it answers again. The data file stays.
-    public func remove(mtorrent path: String) async throws(CommandFailure) -> String {
+    public func remove(mtorrent path: String) async throws(CommandFailure) -> CommandAnswer {
         let torrent = try loadVerified(path)
         let file = FileID(bytes: torrent.root)!
         let served = index.entry(for: file) != nil
@@ -492,15 +537,21 @@ public final class PeerNode: @unchecked Sendable {
             let failure = answers.failure
             throw CommandFailure(failure.code, "this peer does not serve \(torrent.name); " + failure.message)
         }
-        return (served ? "no longer serving \(torrent.name) (the data file is kept); " : "") + trackersSaid
+        return CommandAnswer(
+            (served ? "no longer serving \(torrent.name) (the data file is kept); " : "") + trackersSaid,
+            fields: ["name": .text(torrent.name), "root": .text(torrent.rootHex), "was_served": .bool(served), "trackers": Self.trackerFields(of: answers)]
+        )
     }
 
     /// `allow <mtorrent>`: an admin lets a withdrawn file be shared again, at every tracker.
-    public func allow(mtorrent path: String) async throws(CommandFailure) -> String {
+    public func allow(mtorrent path: String) async throws(CommandFailure) -> CommandAnswer {
         let torrent = try loadVerified(path)
         let answers = await askTrackers(.allow(file: FileID(bytes: torrent.root)!))
         guard !answers.accepted.isEmpty else { throw answers.failure }
-        return "\(torrent.name) may be shared again at \(Self.summary(of: answers))"
+        return CommandAnswer(
+            "\(torrent.name) may be shared again at \(Self.summary(of: answers))",
+            fields: ["name": .text(torrent.name), "root": .text(torrent.rootHex), "trackers": Self.trackerFields(of: answers)]
+        )
     }
 
     /// Reads and verifies a `.mtorrent` named at the shell; nothing goes out unless it verifies.

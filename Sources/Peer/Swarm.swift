@@ -24,6 +24,19 @@ public struct DownloadReport: Sendable {
     public var fetchedPieces: Int { piecesByHolder.values.reduce(0, +) }
 }
 
+/// How far a running download is, for `status`.
+public struct DownloadProgress: Sendable {
+    public let name: String
+    public let file: FileID
+    public let totalBytes: UInt64
+    public let verifiedBytes: UInt64
+    public let connectedHolders: Int
+    /// Bytes fetched in this run per second since it started.
+    public let bytesPerSecond: Double
+
+    public var fraction: Double { totalBytes == 0 ? 1 : Double(verifiedBytes) / Double(totalBytes) }
+}
+
 /// Runs one download: it executes what its ``DownloadStateMachine`` decides — opens and closes
 /// mutual-TLS connections to holders, sends frames, hashes and writes pieces on the thread pool,
 /// asks the trackers for holders — and feeds back what happened, with the time. All of it lives
@@ -36,6 +49,8 @@ final class Swarm: @unchecked Sendable {
 
     typealias Machine = DownloadStateMachine<SystemRandomNumberGenerator>
 
+    /// The file's name, as the `.mtorrent` gives it.
+    let name: String
     private let torrent: MTorrent
     private let part: PartFile
     private let share: PartialShare
@@ -53,12 +68,14 @@ final class Swarm: @unchecked Sendable {
     private var closeOnArrival: Set<Int> = []
     private var timer: RepeatedTask?
     private var outcome: EventLoopPromise<Void>?
+    private var startedAt = NIODeadline.now()
 
     init(
-        torrent: MTorrent, part: PartFile, share: PartialShare, tls: TLSContext, loop: EventLoop, threadPool: NIOThreadPool,
+        name: String, torrent: MTorrent, part: PartFile, share: PartialShare, tls: TLSContext, loop: EventLoop, threadPool: NIOThreadPool,
         limits: PeerLimits, logger: Logger, progress: (@Sendable (UInt64, UInt64) -> Void)?,
         discover: @escaping @Sendable () async -> [HolderRecord]
     ) {
+        self.name = name
         self.torrent = torrent
         self.part = part
         self.share = share
@@ -79,6 +96,7 @@ final class Swarm: @unchecked Sendable {
         let promise = loop.makePromise(of: Void.self)
         loop.execute { [self] in
             outcome = promise
+            startedAt = .now()
             timer = loop.scheduleRepeatedTask(initialDelay: Self.tickInterval, delay: Self.tickInterval) { [self] _ in handle(.tick) }
             handle(.started(initial))
         }
@@ -94,6 +112,18 @@ final class Swarm: @unchecked Sendable {
         } catch {
             throw (error as? CommandFailure) ?? CommandFailure(.downloadFailed, "\(error)")
         }
+    }
+
+    /// How far the download is now (asked on its event loop).
+    func progress() async -> DownloadProgress {
+        let snapshot = try? await loop.submit { [self] in
+            let seconds = Double((NIODeadline.now() - startedAt).nanoseconds) / 1e9
+            return DownloadProgress(
+                name: name, file: share.file, totalBytes: machine.verified.of, verifiedBytes: machine.verified.bytes,
+                connectedHolders: machine.connectedHolders, bytesPerSecond: seconds > 0 ? Double(machine.summary.fetchedBytes) / seconds : 0
+            )
+        }.get()
+        return snapshot ?? DownloadProgress(name: name, file: share.file, totalBytes: 0, verifiedBytes: 0, connectedHolders: 0, bytesPerSecond: 0)
     }
 
     /// Closes, within the swarm's event loop, every connection to a holder whose certificate

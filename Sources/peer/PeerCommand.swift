@@ -44,6 +44,7 @@ struct PeerCommand: AsyncParsableCommand {
     @Option(help: "TLS library: \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).") var tlsBackend: String?
     @Option(help: ArgumentHelp("A configuration file (key = value).", valueName: "file")) var config: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel: String?
+    @Flag(help: "Answer every command with one JSON object on one line (ok, code, message and the command's fields).") var json = false
 
     func run() async throws {
         guard let listen = TrackerAddress(address, allowingPortZero: true) else { throw ValidationError("'\(address)' is not ip:port") }
@@ -90,8 +91,8 @@ struct PeerCommand: AsyncParsableCommand {
         }
         defer { withExtendedLifetime(reloading) {} }
         FileHandle.standardError.write(Data("peer '\(peerName)' serving on \(listen.host):\(node.servingPort)\n".utf8))
-        let shell = Shell(node: node)
-        let lines = ProgramSupport.standardInputLines(prompt: isatty(STDIN_FILENO) == 1 ? "> " : nil)
+        let shell = Shell(node: node, json: json)
+        let lines = ProgramSupport.standardInputLines(prompt: isatty(STDIN_FILENO) == 1 && !json ? "> " : nil)
         var exitRequested = false
         for await line in lines {
             let command: ShellCommand
@@ -157,11 +158,14 @@ final class Shell: Sendable {
     }
 
     private let node: PeerNode
+    /// Answers as JSON lines rather than sentences.
+    private let json: Bool
     private let folder = FileManager.default.currentDirectoryPath
     private let state = NIOLockedValueBox(State())
 
-    init(node: PeerNode) {
+    init(node: PeerNode, json: Bool) {
         self.node = node
+        self.json = json
     }
 
     /// Starts `command` once the earlier commands it depends on are done.
@@ -182,12 +186,12 @@ final class Shell: Sendable {
     }
 
     /// Prints the answer and remembers a failure for the exit status.
-    func report(_ outcome: Result<String, CommandFailure>) {
+    func report(_ outcome: Result<CommandAnswer, CommandFailure>) {
         switch outcome {
-        case .success(let message): ProgramSupport.say("SUCCESS: \(message)")
+        case .success(let answer): ProgramSupport.say(json ? answer.jsonLine : "SUCCESS: \(answer.message)")
         case .failure(let failure):
             state.withLockedValue { $0.allSucceeded = false }
-            ProgramSupport.say("FAILURE: \(failure.code) \(failure.message)")
+            ProgramSupport.say(json ? CommandAnswer.jsonLine(of: failure) : "FAILURE: \(failure.code) \(failure.message)")
         }
     }
 
@@ -198,12 +202,12 @@ final class Shell: Sendable {
     }
 
     /// Carries out one command (`exit` only answers: leaving is the caller's part).
-    func perform(_ command: ShellCommand) async -> Result<String, CommandFailure> {
+    func perform(_ command: ShellCommand) async -> Result<CommandAnswer, CommandFailure> {
         switch command {
         case .share(let file, let mtorrent):
             return await Result { () async throws(CommandFailure) in try await node.share(file: file, mtorrent: mtorrent) }
         case .get(let mtorrent, let location):
-            let progress = ProgressLine.make(label: "get \(mtorrent)")
+            let progress = json ? nil : ProgressLine.make(label: "get \(mtorrent)")
             var report: (@Sendable (UInt64, UInt64) -> Void)?
             if let progress { report = { done, total in progress.update(done: done, total: total) } }
             let reporter = report
@@ -213,9 +217,9 @@ final class Shell: Sendable {
             return await Result { () async throws(CommandFailure) in try await node.remove(mtorrent: mtorrent) }
         case .allow(let mtorrent):
             return await Result { () async throws(CommandFailure) in try await node.allow(mtorrent: mtorrent) }
-        case .status: return .success(node.status())
-        case .help: return .success(ShellCommand.helpText)
-        case .exit: return .success("leaving the trackers")
+        case .status: return .success(await node.status())
+        case .help: return .success(CommandAnswer(ShellCommand.helpText))
+        case .exit: return .success(CommandAnswer("leaving the trackers"))
         }
     }
 }

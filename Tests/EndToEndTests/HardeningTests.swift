@@ -266,6 +266,7 @@ import Wire
         usleep(500_000)
         let status = try bob.run("status", timeout: 5)
         #expect(status.hasPrefix("SUCCESS: serving 0 file(s)"), "\(status)")
+        #expect(status.contains("downloading data.bin ") && status.contains("from 1 holder(s)"), "\(status)")
         #expect(try bob.run("help", timeout: 5).hasPrefix("SUCCESS: commands: share <file> <mtorrent> | get <mtorrent> <save_location> |"))
         let unknown = try bob.run("shar data.bin x.mtorrent", timeout: 5)
         #expect(unknown == "FAILURE: UNKNOWN_COMMAND 'shar' is not a command; did you mean 'share'? Type help for the list")

@@ -35,6 +35,36 @@ import Wire
         try PeerProcess(folder: folder, name: name, trackers: trackers, pki: pki ?? ca.layout.folder)
     }
 
+    /// One `--json` answer line as an object.
+    private func object(_ line: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "\(line)")
+    }
+
+    @Test func jsonAnswersCarryOkCodeMessageAndTheCommandsFields() throws {
+        let t1 = try tracker("tracker1")
+        let alice = try PeerProcess(folder: folder, name: "alice", trackers: [t1.address.description, "127.0.0.1:1"], pki: ca.layout.folder, extra: ["--json"])
+        let shared = try object(try alice.run("share data.bin data.mtorrent"))
+        #expect(shared["ok"] as? Bool == true && shared["code"] as? String == "OK")
+        #expect(shared["bytes"] as? Int == 3_000_000 && (shared["root"] as? String)?.count == 64)
+        #expect((shared["trackers"] as? [[String: Any]])?.compactMap { $0["accepted"] as? Bool } == [true, false])
+        let bob = try PeerProcess(folder: folder, name: "bob", trackers: [t1.address.description, "127.0.0.1:1"], pki: ca.layout.folder, extra: ["--json"])
+        let got = try object(try bob.run("get data.mtorrent copy.bin"))
+        #expect(got["ok"] as? Bool == true, "\(got)")
+        #expect(got["bytes"] as? Int == 3_000_000 && got["pieces"] as? Int == got["fetched_pieces"] as? Int)
+        #expect((got["holders"] as? [String: Int])?["alice"] == got["pieces"] as? Int)
+        #expect((got["rate_mb_s"] as? Double ?? 0) > 0 && got["seeding"] as? Bool == true)
+        let status = try object(try alice.run("status"))
+        #expect((status["shares"] as? [[String: Any]])?.first?["name"] as? String == "data.bin")
+        #expect((status["uploaded"] as? Int ?? 0) >= 3_000_000)
+        #expect((status["downloads"] as? [Any])?.isEmpty == true)
+        #expect((status["trackers"] as? [[String: Any]])?.compactMap { $0["reachable"] as? Bool } == [true, false])
+        let failed = try object(try bob.run("get missing.mtorrent x.bin"))
+        #expect(failed["ok"] as? Bool == false && failed["code"] as? String == "MTORRENT_FILE_NOT_FOUND", "\(failed)")
+        #expect((failed["message"] as? String)?.isEmpty == false)
+        let mistake = try object(try bob.run("fetch data.mtorrent"))
+        #expect(mistake["ok"] as? Bool == false && mistake["code"] as? String == "UNKNOWN_COMMAND", "\(mistake)")
+    }
+
     @Test func shareGetAndRemoveMoveAVerifiedCopy() throws {
         let t1 = try tracker("tracker1")
         let t2 = try tracker("tracker2")
