@@ -139,6 +139,7 @@ let package = Package(
             name: "TrackerBenchmark",
             dependencies: [
                 "Tracker", "Peer", "Wire", "TLS", "PKI", "PKITesting", "MTorrentFormat",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -286,7 +286,8 @@ extension FileIO {
             if n == 0 { return (consumed, pending.count) }
             let rest = try chunk.withUnsafeBytes { read in
                 var start = 0
-                while let end = read[start..<n].firstIndex(of: UInt8(ascii: "\n")) {
+                while let found = memchr(read.baseAddress! + start, Int32(UInt8(ascii: "\n")), n - start) {
+                    let end = UnsafeRawPointer(found) - read.baseAddress!
                     number += 1
                     consumed += pending.count + end - start + 1
                     if pending.isEmpty {

@@ -1,3 +1,4 @@
+import Foundation
 import Wire
 
 /// One line of `seeders.txt` (docs/PROTOCOL.md), parsed or to be written.
@@ -40,7 +41,7 @@ enum JournalLine: Equatable {
         guard line.count <= Self.maximumLength else { return nil }
         var words = Words(line)
         guard let verb = words.next() else { return nil }
-        if verb.elementsEqual("leave".utf8) {
+        if verb.spells("leave") {
             guard let address = words.nonEmpty(), let name = words.nonEmpty() else { return nil }
             if words.isAtEnd {
                 self = .legacyLeave(address: String(address), name: String(name))
@@ -95,19 +96,19 @@ enum JournalLine: Equatable {
         case claim, hold, share, file, remove, withdraw, allow
 
         init?(_ word: UnsafeRawBufferPointer) {
-            if word.elementsEqual("hold".utf8) {
+            if word.spells("hold") {
                 self = .hold
-            } else if word.elementsEqual("claim".utf8) {
+            } else if word.spells("claim") {
                 self = .claim
-            } else if word.elementsEqual("remove".utf8) {
+            } else if word.spells("remove") {
                 self = .remove
-            } else if word.elementsEqual("withdraw".utf8) {
+            } else if word.spells("withdraw") {
                 self = .withdraw
-            } else if word.elementsEqual("allow".utf8) {
+            } else if word.spells("allow") {
                 self = .allow
-            } else if word.elementsEqual("share".utf8) {
+            } else if word.spells("share") {
                 self = .share
-            } else if word.elementsEqual("file".utf8) {
+            } else if word.spells("file") {
                 self = .file
             } else {
                 return nil
@@ -144,7 +145,9 @@ enum JournalLine: Equatable {
         /// The next word (empty between two spaces in a row), or nil after the last.
         mutating func next() -> UnsafeRawBufferPointer? {
             guard !isAtEnd else { return nil }
-            let end = line[start...].firstIndex(of: UInt8(ascii: " ")) ?? line.count
+            let end = line.baseAddress.flatMap { base in
+                memchr(base + start, Int32(UInt8(ascii: " ")), line.count - start).map { UnsafeRawPointer($0) - base }
+            } ?? line.count
             defer { start = end + 1 }
             return UnsafeRawBufferPointer(rebasing: line[start..<end])
         }
@@ -187,6 +190,13 @@ enum JournalLine: Equatable {
         case .leave(let address, let name, let fingerprint): return "leave \(address) \(name) \(fingerprint)"
         case .legacyLeave(let address, let name): return "leave \(address) \(name)"
         }
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// Whether these bytes are exactly `text`.
+    func spells(_ text: StaticString) -> Bool {
+        count == text.utf8CodeUnitCount && (count == 0 || memcmp(baseAddress!, text.utf8Start, count) == 0)
     }
 }
 

@@ -20,16 +20,33 @@ struct HexWords: Hashable, Sendable {
         (self.a, self.b, self.c, self.d) = (a, b, c, d)
     }
 
+    /// Sixteen hex digits from `start` as one word.
     private static func word(_ digits: UnsafeRawBufferPointer, at start: Int) -> UInt64? {
-        var word: UInt64 = 0
-        for digit in digits[start..<start + 16] {
-            switch digit {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): word = word << 4 | UInt64(digit - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): word = word << 4 | UInt64(digit - UInt8(ascii: "a") + 10)
-            default: return nil
-            }
-        }
-        return word
+        guard let high = half(digits, at: start), let low = half(digits, at: start + 8) else { return nil }
+        return UInt64(high) << 32 | UInt64(low)
+    }
+
+    /// Eight hex digits from `start` as 32 bits, all eight checked and decoded at once in the
+    /// bytes of one machine word.
+    private static func half(_ digits: UnsafeRawBufferPointer, at start: Int) -> UInt32? {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits = ones << 7
+        let text = UInt64(littleEndian: digits.loadUnaligned(fromByteOffset: start, as: UInt64.self))
+        guard text & highBits == 0 else { return nil }
+        // With every byte below 0x80, adding 0x80 - low sets a byte's high bit exactly when it is
+        // at least `low`, and adding 0x7f - high exactly when it is above `high`.
+        func atLeast(_ low: UInt64) -> UInt64 { (text &+ (0x80 - low) &* ones) & highBits }
+        func above(_ high: UInt64) -> UInt64 { (text &+ (0x7f - high) &* ones) & highBits }
+        let decimal = atLeast(0x30) & ~above(0x39)
+        let letter = atLeast(0x61) & ~above(0x66)
+        guard decimal | letter == highBits else { return nil }
+        // '0'…'9' end in 0…9, 'a'…'f' in 1…6 (plus 9).
+        let values = (text & (ones &* 0x0f)) &+ (letter >> 7) &* 9
+        // Byte i holds digit i: pair them into bytes, first digit high, then gather the bytes.
+        let pairs = (values & 0x000f_000f_000f_000f) << 4 | (values >> 8) & 0x000f_000f_000f_000f
+        let bytes = (pairs | pairs >> 8) & 0x0000_ffff_0000_ffff
+        let packed = bytes & 0xffff | bytes >> 16 & 0xffff_0000
+        return UInt32(truncatingIfNeeded: packed).byteSwapped
     }
 
     var bytes: [UInt8] {
@@ -69,7 +86,7 @@ struct Fingerprint: Hashable, Sendable, CustomStringConvertible {
 
     /// Reads 64 lowercase hex digits, or `-`.
     init?(text: UnsafeRawBufferPointer) {
-        if text.elementsEqual("-".utf8) {
+        if text.spells("-") {
             words = nil
         } else if let words = HexWords(digits: text) {
             self.words = words
@@ -154,7 +171,7 @@ struct InlineFirstList<Element: Sendable>: RandomAccessCollection, MutableCollec
 }
 
 /// The registry's files, claims and holders in compact form: files in an array of slots found
-/// through a dictionary of fixed-size keys; peers (by fingerprint, four machine words), signers,
+/// through a table of slot numbers by root (``SlotTable``); peers (by fingerprint, four machine words), signers,
 /// fingerprints and addresses interned once and referred to by number; a root's first claim
 /// inline in its entry; each certificate's holdings as a list of slots (for heartbeats, leaves
 /// and its quota).
@@ -201,6 +218,8 @@ struct RegistryState: Sendable {
         let fingerprint: String
         /// Slots of the files this certificate holds.
         var holding: [UInt32] = []
+        /// The interned address it last held a file at.
+        var lastAddress: UInt32?
     }
 
     /// Interns values: each distinct one stored once, referred to by its number.
@@ -221,7 +240,7 @@ struct RegistryState: Sendable {
         subscript(number: UInt32) -> Value { values[Int(number)] }
     }
 
-    private var slots: [RootKey: UInt32] = [:]
+    private var slots = SlotTable()
     private var entries: [Entry] = []
     private var freeSlots: [UInt32] = []
     private var peers: [Peer] = []
@@ -236,8 +255,14 @@ struct RegistryState: Sendable {
 
     /// Makes room for `files` files at once, instead of growing step by step while a journal is read.
     mutating func reserveCapacity(files: Int) {
-        slots.reserveCapacity(files)
         entries.reserveCapacity(files)
+        let entries = self.entries
+        slots.reserveCapacity(files) { entries[Int($0)].root }
+    }
+
+    /// The slot of the file whose root is `root`.
+    private func slot(_ root: RootKey) -> UInt32? {
+        slots.find(root) { entries[Int($0)].root }
     }
 
     /// The number of the certificate whose fingerprint is `fingerprint` (hex), if it holds anything.
@@ -249,7 +274,7 @@ struct RegistryState: Sendable {
 
     /// The file as stored, for undoing a change.
     func stored(_ file: FileID) -> Entry? {
-        slots[RootKey(file)].map { entries[Int($0)] }
+        slot(RootKey(file)).map { entries[Int($0)] }
     }
 
     private func view(_ entry: Entry) -> EntryView {
@@ -315,13 +340,14 @@ struct RegistryState: Sendable {
 
     /// Every file, in no particular order.
     var allFiles: some Sequence<(RootKey, EntryView)> {
-        slots.lazy.map { root, slot in (root, view(entries[Int(slot)])) }
+        slots.slots.lazy.map { slot in (entries[Int(slot)].root, view(entries[Int(slot)])) }
     }
 
     /// Holders silent since before `cutoff`, by file.
     func silentHolders(before cutoff: Date) -> [(FileID, [HolderRecord])] {
         let limit = cutoff.timeIntervalSinceReferenceDate
-        return slots.compactMap { root, slot in
+        return slots.slots.compactMap { slot in
+            let root = entries[Int(slot)].root
             let silent = entries[Int(slot)].holders.filter { $0.lastSeen < limit }
             return silent.isEmpty ? nil : (root.file, silent.map(record))
         }
@@ -330,7 +356,7 @@ struct RegistryState: Sendable {
     // MARK: Changing
 
     mutating func touch(_ file: FileID, fingerprint: String, now: Date) {
-        guard let peer = peerNumber(fingerprint), let slot = slots[RootKey(file)],
+        guard let peer = peerNumber(fingerprint), let slot = slot(RootKey(file)),
               let index = entries[Int(slot)].holders.firstIndex(where: { $0.peer == peer }) else { return }
         entries[Int(slot)].holders[index].lastSeen = now.timeIntervalSinceReferenceDate
     }
@@ -339,8 +365,9 @@ struct RegistryState: Sendable {
     /// the withdrawals stay.
     mutating func forgetVacant(before cutoff: Date) {
         let limit = cutoff.timeIntervalSinceReferenceDate
-        for (root, slot) in slots {
+        for slot in Array(slots.slots) {
             let entry = entries[Int(slot)]
+            let root = entry.root
             guard entry.holders.isEmpty, let vacantSince = entry.vacantSince, vacantSince < limit else { continue }
             if entry.hasWithdrawal {
                 entries[Int(slot)].claims.removeAll { !$0.withdrawn }
@@ -351,7 +378,7 @@ struct RegistryState: Sendable {
     }
 
     private mutating func create(_ root: RootKey, vacantSince: Date?) -> UInt32 {
-        if let slot = slots[root] { return slot }
+        if let slot = slot(root) { return slot }
         let entry = Entry(root: root, vacantSince: vacantSince?.timeIntervalSinceReferenceDate)
         let slot: UInt32
         if let reused = freeSlots.popLast() {
@@ -361,12 +388,24 @@ struct RegistryState: Sendable {
             slot = UInt32(entries.count)
             entries.append(entry)
         }
-        slots[root] = slot
+        index(slot, for: root)
         return slot
     }
 
+    /// Finds `slot` by `root` from now on (the entry in `slot` holds `root` already).
+    private mutating func index(_ slot: UInt32, for root: RootKey) {
+        let entries = self.entries
+        slots.insert(slot, for: root) { entries[Int($0)].root }
+    }
+
+    /// Stops finding `root`; returns its slot.
+    private mutating func unindex(_ root: RootKey) -> UInt32? {
+        let entries = self.entries
+        return slots.remove(root) { entries[Int($0)].root }
+    }
+
     private mutating func free(_ root: RootKey) {
-        guard let slot = slots.removeValue(forKey: root) else { return }
+        guard let slot = unindex(root) else { return }
         for holder in entries[Int(slot)].holders { unlink(slot, from: holder.peer) }
         holderCount -= entries[Int(slot)].holders.count
         entries[Int(slot)] = Entry(root: root)
@@ -378,6 +417,14 @@ struct RegistryState: Sendable {
         peers.append(Peer(name: name, fingerprint: fingerprint.description))
         peerNumbers[fingerprint] = UInt32(peers.count - 1)
         return UInt32(peers.count - 1)
+    }
+
+    /// The number of `address`, where `peer` holds a file (most often where it held the last).
+    private mutating func address(_ address: String, of peer: UInt32) -> UInt32 {
+        if let last = peers[Int(peer)].lastAddress, addresses[last] == address { return last }
+        let number = addresses.number(address)
+        peers[Int(peer)].lastAddress = number
+        return number
     }
 
     private mutating func unlink(_ slot: UInt32, from peer: UInt32) {
@@ -445,7 +492,8 @@ struct RegistryState: Sendable {
         }
         let signer = entries[Int(slot)].claims.map(\.signer).min { signers[$0] < signers[$1] }!
         guard fingerprint != .none else { return }
-        add(Holder(peer: peer(name: name, fingerprint: fingerprint), address: addresses.number(address), signer: signer, lastSeen: now.timeIntervalSinceReferenceDate), to: slot)
+        let peer = peer(name: name, fingerprint: fingerprint)
+        add(Holder(peer: peer, address: self.address(address, of: peer), signer: signer, lastSeen: now.timeIntervalSinceReferenceDate), to: slot)
     }
 
     mutating func apply(_ line: JournalLine, now: Date) {
@@ -455,31 +503,33 @@ struct RegistryState: Sendable {
             setClaim(slot, signer: signer, fingerprint: signerFingerprint, size: size, name: fileName)
         case .hold(let file, let signer, let address, let name, let fingerprint):
             // A holder is a certificate: a line without a fingerprint holds nothing.
-            guard fingerprint != .none, let slot = slots[file], let number = signers.find(signer), entries[Int(slot)].claimIndex(number) != nil else { return }
-            add(Holder(peer: peer(name: name, fingerprint: fingerprint), address: addresses.number(address), signer: number, lastSeen: now.timeIntervalSinceReferenceDate), to: slot)
+            guard fingerprint != .none, let slot = slot(file),
+                  let claim = entries[Int(slot)].claims.first(where: { signers[$0.signer] == signer }) else { return }
+            let peer = peer(name: name, fingerprint: fingerprint)
+            add(Holder(peer: peer, address: self.address(address, of: peer), signer: claim.signer, lastSeen: now.timeIntervalSinceReferenceDate), to: slot)
         case .share(let file, let size, let address, let name, let fingerprint, let fileName):
             applyUnproved(file, size: size, address: address, name: name, fingerprint: fingerprint, fileName: fileName, now: now)
         case .legacyFile(let file, let size, let owner, let fileName):
             applyUnproved(file, size: size, address: "-", name: owner, fingerprint: .none, fileName: fileName, now: now)
         case .remove(let file, _, _, let fingerprint):
-            guard let slot = slots[file], let peer = peerNumbers[fingerprint] else { return }
+            guard let slot = slot(file), let peer = peerNumbers[fingerprint] else { return }
             dropHolder(peer, of: slot, now: now)
         case .legacyRemove(let file, let address, let name):
-            guard let slot = slots[file] else { return }
+            guard let slot = slot(file) else { return }
             let dropped = holders(of: slot, at: address, named: name)
             dropHolders(dropped, of: slot, now: now)
         case .withdraw(let file, nil):
-            let slot = slots[file] ?? create(file, vacantSince: nil)
+            let slot = slot(file) ?? create(file, vacantSince: nil)
             let dropped = entries[Int(slot)].holders
             dropHolders(dropped, of: slot, now: now)
             entries[Int(slot)].withdrawn = true
         case .withdraw(let file, let signer?):
-            guard let slot = slots[file], let number = signers.find(signer), let index = entries[Int(slot)].claimIndex(number) else { return }
+            guard let slot = slot(file), let number = signers.find(signer), let index = entries[Int(slot)].claimIndex(number) else { return }
             entries[Int(slot)].claims[index].withdrawn = true
             let dropped = entries[Int(slot)].holders.filter { $0.signer == number }
             dropHolders(dropped, of: slot, now: now)
         case .allow(let file):
-            guard let slot = slots[file] else { return }
+            guard let slot = slot(file) else { return }
             entries[Int(slot)].withdrawn = false
             for index in entries[Int(slot)].claims.indices { entries[Int(slot)].claims[index].withdrawn = false }
             if entries[Int(slot)].holders.isEmpty { entries[Int(slot)].vacantSince = now.timeIntervalSinceReferenceDate }
@@ -489,7 +539,7 @@ struct RegistryState: Sendable {
                 dropHolder(peer, of: slot, now: now)
             }
         case .legacyLeave(let address, let name):
-            for slot in slots.values {
+            for slot in Array(slots.slots) {
                 let dropped = holders(of: slot, at: address, named: name)
                 dropHolders(dropped, of: slot, now: now)
             }
