@@ -193,6 +193,16 @@ enum JournalLine: Equatable {
     }
 }
 
+/// The journal's line parser as the fuzz target drives it.
+public enum JournalLineCheck {
+    /// Reads `line` as one line of `seeders.txt`: nil if it is refused, otherwise whether the line
+    /// as the journal would write it reads back as the same line.
+    public static func readsBack(_ line: [UInt8]) -> Bool? {
+        guard let parsed = line.withUnsafeBytes({ JournalLine($0) }) else { return nil }
+        return Array(parsed.text.utf8).withUnsafeBytes { JournalLine($0) } == parsed
+    }
+}
+
 extension UnsafeRawBufferPointer {
     /// Whether these bytes are exactly `text`.
     func spells(_ text: StaticString) -> Bool {
