@@ -121,7 +121,10 @@ enum RegistryScale {
         let registry = try Registry(folder: folder, timeToLive: 300)
         let elapsed = Date().timeIntervalSince(started)
         let counts = registry.counts
-        print(String(format: "registry start: %d files, %d holders in %.2f s; %@", counts.files, counts.holders, elapsed, memory()))
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        print(String(format: "registry start: %d files, %d holders in %.2f s (%.2f s of CPU); %@", counts.files, counts.holders, elapsed, cpu, memory()))
     }
 
     /// Peak and current resident memory from /proc/self/status.
