@@ -377,25 +377,24 @@ struct RegistryState: Sendable {
         }
     }
 
+    /// The slot of `root`, taking a free one (or a new one) if the root has none yet.
     private mutating func create(_ root: RootKey, vacantSince: Date?) -> UInt32 {
-        if let slot = slot(root) { return slot }
+        let slot = freeSlots.last ?? UInt32(entries.count)
+        if let held = index(slot, for: root) { return held }
         let entry = Entry(root: root, vacantSince: vacantSince?.timeIntervalSinceReferenceDate)
-        let slot: UInt32
-        if let reused = freeSlots.popLast() {
-            slot = reused
+        if Int(slot) < entries.count {
+            freeSlots.removeLast()
             entries[Int(slot)] = entry
         } else {
-            slot = UInt32(entries.count)
             entries.append(entry)
         }
-        index(slot, for: root)
         return slot
     }
 
-    /// Finds `slot` by `root` from now on (the entry in `slot` holds `root` already).
-    private mutating func index(_ slot: UInt32, for root: RootKey) {
+    /// Finds `slot` by `root` from now on, unless `root` has a slot already: returns that one.
+    private mutating func index(_ slot: UInt32, for root: RootKey) -> UInt32? {
         let entries = self.entries
-        slots.insert(slot, for: root) { entries[Int($0)].root }
+        return slots.insert(slot, for: root) { entries[Int($0)].root }
     }
 
     /// Stops finding `root`; returns its slot.

@@ -26,11 +26,20 @@ struct SlotTable: Sendable {
         return nil
     }
 
-    /// Records `slot` as the place of `root`, which the table does not hold yet.
-    mutating func insert(_ slot: UInt32, for root: RootKey, rootOf: (UInt32) -> RootKey) {
+    /// Records `slot` as the place of `root` unless the table holds `root` already; returns the
+    /// slot it holds, or nil if `slot` was recorded.
+    mutating func insert(_ slot: UInt32, for root: RootKey, rootOf: (UInt32) -> RootKey) -> UInt32? {
         if Self.bucketCount(for: count + 1) > buckets.count { rehash(into: buckets.count * 2, rootOf: rootOf) }
-        place(slot, home: Self.home(root, mask: buckets.count - 1))
+        let mask = buckets.count - 1
+        var index = Self.home(root, mask: mask)
+        while buckets[index] != 0 {
+            let held = buckets[index] - 1
+            if rootOf(held) == root { return held }
+            index = (index + 1) & mask
+        }
+        buckets[index] = slot + 1
         count += 1
+        return nil
     }
 
     /// Forgets `root`; returns the slot it had.

@@ -101,7 +101,8 @@ import Wire
             let slot = UInt32.random(in: 0..<UInt32(roots.count), using: &generator)
             let root = roots[Int(slot)]
             if model[root] == nil {
-                table.insert(slot, for: root, rootOf: rootOf)
+                #expect(table.insert(slot, for: root, rootOf: rootOf) == nil)
+                #expect(table.insert(slot, for: root, rootOf: rootOf) == slot)
                 model[root] = slot
             } else if Bool.random(using: &generator) {
                 #expect(table.remove(root, rootOf: rootOf) == slot)
