@@ -16,28 +16,16 @@ struct SlotTable: Sendable {
     }
 
     func find(_ root: RootKey, rootOf: (UInt32) -> RootKey) -> UInt32? {
-        let mask = buckets.count - 1
-        var index = Self.home(root, mask: mask)
-        while buckets[index] != 0 {
-            let slot = buckets[index] - 1
-            if rootOf(slot) == root { return slot }
-            index = (index + 1) & mask
-        }
-        return nil
+        probe(root, rootOf: rootOf).slot
     }
 
     /// Records `slot` as the place of `root` unless the table holds `root` already; returns the
     /// slot it holds, or nil if `slot` was recorded.
     mutating func insert(_ slot: UInt32, for root: RootKey, rootOf: (UInt32) -> RootKey) -> UInt32? {
         if Self.bucketCount(for: count + 1) > buckets.count { rehash(into: buckets.count * 2, rootOf: rootOf) }
-        let mask = buckets.count - 1
-        var index = Self.home(root, mask: mask)
-        while buckets[index] != 0 {
-            let held = buckets[index] - 1
-            if rootOf(held) == root { return held }
-            index = (index + 1) & mask
-        }
-        buckets[index] = slot + 1
+        let (bucket, held) = probe(root, rootOf: rootOf)
+        if let held { return held }
+        buckets[bucket] = slot + 1
         count += 1
         return nil
     }
@@ -45,10 +33,9 @@ struct SlotTable: Sendable {
     /// Forgets `root`; returns the slot it had.
     mutating func remove(_ root: RootKey, rootOf: (UInt32) -> RootKey) -> UInt32? {
         let mask = buckets.count - 1
-        var hole = Self.home(root, mask: mask)
-        while buckets[hole] != 0, rootOf(buckets[hole] - 1) != root { hole = (hole + 1) & mask }
-        guard buckets[hole] != 0 else { return nil }
-        let slot = buckets[hole] - 1
+        let found = probe(root, rootOf: rootOf)
+        guard let slot = found.slot else { return nil }
+        var hole = found.bucket
         // Shift back every later bucket of the run that may move into the hole.
         var next = (hole + 1) & mask
         while buckets[next] != 0 {
@@ -69,6 +56,18 @@ struct SlotTable: Sendable {
     /// Every slot held, in no particular order.
     var slots: some Sequence<UInt32> {
         buckets.lazy.filter { $0 != 0 }.map { $0 - 1 }
+    }
+
+    /// The bucket that holds `root` and its slot, or the empty bucket where `root` would go.
+    private func probe(_ root: RootKey, rootOf: (UInt32) -> RootKey) -> (bucket: Int, slot: UInt32?) {
+        let mask = buckets.count - 1
+        var index = Self.home(root, mask: mask)
+        while buckets[index] != 0 {
+            let slot = buckets[index] - 1
+            if rootOf(slot) == root { return (index, slot) }
+            index = (index + 1) & mask
+        }
+        return (index, nil)
     }
 
     private mutating func place(_ slot: UInt32, home: Int) {
