@@ -171,10 +171,10 @@ struct InlineFirstList<Element: Sendable>: RandomAccessCollection, MutableCollec
 }
 
 /// The registry's files, claims and holders in compact form: files in an array of slots found
-/// through a table of slot numbers by root (``SlotTable``); peers (by fingerprint, four machine words), signers,
-/// fingerprints and addresses interned once and referred to by number; a root's first claim
-/// inline in its entry; each certificate's holdings as a list of slots (for heartbeats, leaves
-/// and its quota).
+/// through a table of slot numbers by root (``SlotTable``); peers (by fingerprint, four machine
+/// words), signers, fingerprints and addresses interned once and referred to by number; a root's
+/// first claim inline in its entry; each certificate's holdings as a list of slots (for
+/// heartbeats, leaves and its quota).
 struct RegistryState: Sendable {
     struct Holder: Sendable {
         let peer: UInt32
