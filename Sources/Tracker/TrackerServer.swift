@@ -1,6 +1,5 @@
 import Foundation
 import Logging
-import MTorrentFormat
 import NIOCore
 import NIOPosix
 import PKI
