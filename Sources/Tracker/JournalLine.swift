@@ -95,24 +95,14 @@ enum JournalLine: Equatable {
     private enum Verb {
         case claim, hold, share, file, remove, withdraw, allow
 
+        /// Each verb as it is spelled, the most frequent first.
+        private static let spellings: [(StaticString, Verb)] = [
+            ("hold", .hold), ("claim", .claim), ("remove", .remove), ("withdraw", .withdraw), ("allow", .allow), ("share", .share), ("file", .file),
+        ]
+
         init?(_ word: UnsafeRawBufferPointer) {
-            if word.spells("hold") {
-                self = .hold
-            } else if word.spells("claim") {
-                self = .claim
-            } else if word.spells("remove") {
-                self = .remove
-            } else if word.spells("withdraw") {
-                self = .withdraw
-            } else if word.spells("allow") {
-                self = .allow
-            } else if word.spells("share") {
-                self = .share
-            } else if word.spells("file") {
-                self = .file
-            } else {
-                return nil
-            }
+            guard let verb = Self.spellings.first(where: { word.spells($0.0) })?.1 else { return nil }
+            self = verb
         }
     }
 
