@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import MTorrentFormat
@@ -12,7 +13,8 @@ import Wire
 
 /// The registry at scale: a generated `seeders.txt` of `files` files, each claimed by one of
 /// 10,000 peers and held by two of them; the start of a registry over it (time and peak resident memory, in a process of its own);
-/// GET/s on it next to a registry of one file; durable SHARE/s over 64 connections.
+/// GET/s on it next to a registry of one file; durable SHARE/s over 64 connections, of fresh
+/// headers (each a new root, checked in full) and of headers announced again.
 enum RegistryScale {
     static let peers = 10_000
 
@@ -35,15 +37,22 @@ enum RegistryScale {
         let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let identity = try SigningIdentity.load(named: "client", from: ca.layout)
         let pem = try String(contentsOfFile: ca.layout.certificate(named: "client"), encoding: .utf8)
-        // Every share carries a header the client signed; signing them is not measured.
-        let shareProofs = try (0..<64 * 100).map { try proof(root(files + $0), size: 1, name: "s", identity: identity, pem: pem) }
+        // Every share carries a header the client signed; signing them is not measured. Fresh
+        // shares each name a new root (a full check of the header); re-announces send the same
+        // few headers again and again.
+        let signing = Date()
+        let freshProofs = try proofs(count: connections * freshPerConnection, from: files, identity: identity, pem: pem)
+        let repeatedProofs = try proofs(count: connections * repeatedPerConnection, from: files + freshProofs.count, identity: identity, pem: pem)
+        print(String(format: "signed %d headers in %.1f s", freshProofs.count + repeatedProofs.count, Date().timeIntervalSince(signing)))
         let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: identity, trust: TrustSource(try ca.trust()), peerRole: .tracker))
         var rates: [String: Double] = [:]
+        var freshRanOut = false
         for (label, folder) in [("one file", ca.folder.file("small")), ("\(files) files", big)] {
             var configuration = TrackerConfiguration(host: "127.0.0.1", port: 0, pki: ca.layout, name: "tracker", aclPath: nil, dataFolder: folder)
-            configuration.maximumConnectionsPerPeer = 64
-            // One client certificate makes every request: the per-certificate rate limit is off here.
+            configuration.maximumConnectionsPerPeer = connections
+            // One client certificate makes every request: the per-certificate rate limit and files quota are off here.
             configuration.requestsPerSecond = 0
+            configuration.maximumFilesPerPeer = .max
             var logger = Logger(label: "tracker")
             logger.logLevel = .error
             let server = try TrackerServer(configuration: configuration, logger: logger)
@@ -57,21 +66,53 @@ enum RegistryScale {
             rates["get " + label] = try TrackerBenchmark.persistentRate(port: port, tls: tls, group: clientGroup, connections: 16, window: 32, seconds: seconds) { _ in
                 { TrackerRequest.get(file: probe).line + "\n" }
             }
-            rates["share " + label] = try TrackerBenchmark.persistentRate(port: port, tls: tls, group: clientGroup, connections: 64, window: 4, seconds: seconds) { connection in
-                let counter = Counter()
-                return {
-                    let index = connection * 100 + counter.next() % 100
-                    return TrackerRequest.share(file: root(files + index), port: 6001, proof: shareProofs[index]).line + "\n"
+            for (kind, proofs, perConnection) in [("fresh", freshProofs, freshPerConnection), ("repeated", repeatedProofs, repeatedPerConnection)] {
+                let counters = (0..<connections).map { _ in Counter() }
+                rates["share \(kind) " + label] = try TrackerBenchmark.persistentRate(
+                    port: port, tls: tls, group: clientGroup, connections: connections, window: 4, seconds: seconds
+                ) { connection in
+                    { [counters] in
+                        let index = connection * perConnection + (counters[connection].next() - 1) % perConnection
+                        let request = proofs[index]
+                        return TrackerRequest.share(file: request.file, port: 6001, proof: request.proof).line + "\n"
+                    }
                 }
+                if kind == "fresh" { freshRanOut = freshRanOut || counters.contains { $0.value > perConnection } }
             }
             server.stop()
         }
-        for label in ["get one file", "get \(files) files", "share one file", "share \(files) files"] {
+        for label in ["get one file", "get \(files) files"] + ["fresh", "repeated"].flatMap({ ["share \($0) one file", "share \($0) \(files) files"] }) {
             print(String(format: "%@: %.0f/s", label, rates[label]!))
         }
+        if freshRanOut { print("fresh headers ran out: some fresh shares were re-announces; raise freshPerConnection") }
         print(String(format: "GET on %d files / GET on one file: %.2f", files, rates["get \(files) files"]! / rates["get one file"]!))
         try await serverGroup.shutdownGracefully()
         try await clientGroup.shutdownGracefully()
+    }
+
+    /// Connections that share at once, and the headers each sends: fresh ones each once, repeated ones in turn.
+    static let connections = 64
+    static let freshPerConnection = 1_000
+    static let repeatedPerConnection = 10
+
+    /// `count` signed headers of roots `first`, `first + 1`, … (signed on every core).
+    static func proofs(count: Int, from first: Int, identity: SigningIdentity, pem: String) throws -> [(file: FileID, proof: [UInt8])] {
+        let signed = NIOLockedValueBox([Int: (file: FileID, proof: [UInt8])]())
+        let failure = NIOLockedValueBox<(any Error)?>(nil)
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        DispatchQueue.concurrentPerform(iterations: cores) { core in
+            for index in stride(from: core, to: count, by: cores) {
+                do {
+                    let file = root(first + index)
+                    let header = try proof(file, size: 1, name: "s", identity: identity, pem: pem)
+                    signed.withLockedValue { $0[index] = (file, header) }
+                } catch {
+                    failure.withLockedValue { $0 = error }
+                }
+            }
+        }
+        if let error = failure.withLockedValue({ $0 }) { throw error }
+        return signed.withLockedValue { all in (0..<count).map { all[$0]! } }
     }
 
     /// Opens the registry in `folder` and prints the time it took and the process's peak memory.
@@ -80,7 +121,10 @@ enum RegistryScale {
         let registry = try Registry(folder: folder, timeToLive: 300)
         let elapsed = Date().timeIntervalSince(started)
         let counts = registry.counts
-        print(String(format: "registry start: %d files, %d holders in %.2f s; %@", counts.files, counts.holders, elapsed, memory()))
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        print(String(format: "registry start: %d files, %d holders in %.2f s (%.2f s of CPU); %@", counts.files, counts.holders, elapsed, cpu, memory()))
     }
 
     /// Peak and current resident memory from /proc/self/status.
@@ -134,7 +178,7 @@ enum RegistryScale {
 
 /// A counter one connection's request maker advances (on its event loop only).
 final class Counter: @unchecked Sendable {
-    private var value = 0
+    private(set) var value = 0
 
     func next() -> Int {
         value += 1

@@ -263,12 +263,12 @@ public final class AppendLog: @unchecked Sendable {
 }
 
 extension FileIO {
-    /// Calls `body` with each line of `path` that ends in a line feed (without it) and its number
-    /// from 1, reading in chunks so that memory stays constant whatever the file's size. Returns
-    /// the bytes of those lines and the bytes after the last line feed (a torn last line) that
-    /// `body` never saw.
+    /// Calls `body` with the bytes of each line of `path` that ends in a line feed (without it,
+    /// valid only during the call) and its number from 1, reading in chunks so that memory stays
+    /// constant whatever the file's size. Returns the bytes of those lines and the bytes after the
+    /// last line feed (a torn last line) that `body` never saw.
     public static func forEachLine(
-        _ path: String, maximumLineLength: Int, _ body: (Substring, Int) throws -> Void
+        _ path: String, maximumLineLength: Int, _ body: (UnsafeRawBufferPointer, Int) throws -> Void
     ) throws -> (wholeLines: Int, tornBytes: Int) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileIOError.fromErrno(errno, path: path, operation: "read") }
@@ -284,22 +284,24 @@ extension FileIO {
                 throw FileIOError.fromErrno(errno, path: path, operation: "read")
             }
             if n == 0 { return (consumed, pending.count) }
-            var start = 0
-            while let end = chunk[start..<n].firstIndex(of: UInt8(ascii: "\n")) {
-                number += 1
-                let text: String
-                consumed += pending.count + end - start + 1
-                if pending.isEmpty {
-                    text = String(decoding: chunk[start..<end], as: UTF8.self)
-                } else {
-                    pending.append(contentsOf: chunk[start..<end])
-                    text = String(decoding: pending, as: UTF8.self)
-                    pending.removeAll(keepingCapacity: true)
+            let rest = try chunk.withUnsafeBytes { read in
+                var start = 0
+                while let found = memchr(read.baseAddress! + start, Int32(UInt8(ascii: "\n")), n - start) {
+                    let end = UnsafeRawPointer(found) - read.baseAddress!
+                    number += 1
+                    consumed += pending.count + end - start + 1
+                    if pending.isEmpty {
+                        try body(UnsafeRawBufferPointer(rebasing: read[start..<end]), number)
+                    } else {
+                        pending.append(contentsOf: read[start..<end])
+                        try pending.withUnsafeBytes { try body($0, number) }
+                        pending.removeAll(keepingCapacity: true)
+                    }
+                    start = end + 1
                 }
-                try body(Substring(text), number)
-                start = end + 1
+                return start
             }
-            pending.append(contentsOf: chunk[start..<n])
+            pending.append(contentsOf: chunk[rest..<n])
             if pending.count > maximumLineLength {
                 throw FileIOError(.tooLarge(limit: maximumLineLength), path: path, operation: "read line \(number + 1) of")
             }

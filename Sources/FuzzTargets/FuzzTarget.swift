@@ -13,7 +13,8 @@ import Wire
 public enum FuzzTarget: String, CaseIterable, Sendable {
     /// `.mtorrent` text (`MTorrentParser`) and signed headers (`SignedHeader`).
     case mtorrent
-    /// A byte stream to the tracker: lines (`LineFrameDecoder`) read as requests, and as answers.
+    /// A byte stream to the tracker: lines (`LineFrameDecoder`) read as requests, and as answers;
+    /// and its lines read as lines of the tracker's journal (`seeders.txt`).
     case tracker
     /// A byte stream between peers (`PeerFrameDecoder`), with bitfields read for a file's pieces.
     case peer
@@ -61,6 +62,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
                 precondition((try? TrackerRequest(line: request.line)) == request, "a request does not read back the same")
             }
             if (try? answers.consume(line)) == nil { answers = TrackerResponseReader() }
+        }
+        for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            if let readsBack = JournalLineCheck.readsBack(Array(line)) { precondition(readsBack, "a journal line does not read back the same") }
         }
     }
 

@@ -12,18 +12,22 @@ public enum TLSSide: Sendable, Equatable {
 /// The CA certificate and CRL that judge the other side, replaceable while connections are live:
 /// servers call ``replace(with:)`` on SIGHUP and every later handshake uses the new lists.
 public final class TrustSource: Sendable {
-    private let store: NIOLockedValueBox<TrustStore>
+    private let store: NIOLockedValueBox<(trust: TrustStore, generation: UInt64)>
 
     public init(_ trust: TrustStore) {
-        store = NIOLockedValueBox(trust)
+        store = NIOLockedValueBox((trust, 0))
     }
 
     /// The trust store in force now.
-    public var current: TrustStore { store.withLockedValue { $0 } }
+    public var current: TrustStore { store.withLockedValue { $0.trust } }
+
+    /// The trust store in force now and its generation, which every ``replace(with:)`` advances:
+    /// whatever was judged under an earlier generation must be judged again.
+    public var currentWithGeneration: (trust: TrustStore, generation: UInt64) { store.withLockedValue { $0 } }
 
     /// Puts a freshly loaded CA certificate and CRL in force.
     public func replace(with trust: TrustStore) {
-        store.withLockedValue { $0 = trust }
+        store.withLockedValue { $0 = (trust, $0.generation + 1) }
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Wire
 
 /// One line of `seeders.txt` (docs/PROTOCOL.md), parsed or to be written.
@@ -9,16 +10,16 @@ import Wire
 /// `legacyLeave`).
 enum JournalLine: Equatable {
     /// `claim <root> <size> <signer> <signer fingerprint> <file name>`
-    case claim(file: RootKey, size: UInt64, signer: String, signerFingerprint: String, fileName: String)
+    case claim(file: RootKey, size: UInt64, signer: String, signerFingerprint: Fingerprint, fileName: String)
     /// `hold <root> <signer> <host:port> <peer> <fingerprint>`
-    case hold(file: RootKey, signer: String, address: String, name: String, fingerprint: String)
+    case hold(file: RootKey, signer: String, address: String, name: String, fingerprint: Fingerprint)
     /// `share <root> <size> <host:port> <peer> <fingerprint> <file name>` (before proofs: the
     /// first sharer of a root holds its claim, later ones hold under it)
-    case share(file: RootKey, size: UInt64, address: String, name: String, fingerprint: String, fileName: String)
+    case share(file: RootKey, size: UInt64, address: String, name: String, fingerprint: Fingerprint, fileName: String)
     /// `file <root> <size> <owner> <file name>` (before proofs: a root's owner, holding no entry)
     case legacyFile(file: RootKey, size: UInt64, owner: String, fileName: String)
     /// `remove <root> <host:port> <peer> <fingerprint>`
-    case remove(file: RootKey, address: String, name: String, fingerprint: String)
+    case remove(file: RootKey, address: String, name: String, fingerprint: Fingerprint)
     /// `remove <root> <host:port> <peer>` (older form)
     case legacyRemove(file: RootKey, address: String, name: String)
     /// `withdraw <root> <signer>` (one signer's claim) or `withdraw <root>` (by an admin, for everyone)
@@ -26,91 +27,132 @@ enum JournalLine: Equatable {
     /// `allow <root>`
     case allow(file: RootKey)
     /// `leave <host:port> <peer> <fingerprint>`
-    case leave(address: String, name: String, fingerprint: String)
+    case leave(address: String, name: String, fingerprint: Fingerprint)
     /// `leave <host:port> <peer>` (older form)
     case legacyLeave(address: String, name: String)
 
     /// Longest line a journal holds: a request line plus the peer's name and fingerprint.
     static let maximumLength = 4096
 
-    /// Parses one line (without its line feed); nil if it is not a well-formed journal line.
-    init?(_ line: Substring) {
-        let verb = line.utf8.prefix { $0 != UInt8(ascii: " ") }
-        // The file name, last on claim, file and share lines, may contain spaces.
-        let splits = verb.elementsEqual("claim".utf8) ? 5 : verb.elementsEqual("file".utf8) ? 4 : 6
-        let words = Self.words(line, maxSplits: splits)
-        guard words.count >= 2 else { return nil }
-        if words[0] == "leave" {
-            switch words.count {
-            case 4 where Self.isFingerprint(words[3]):
-                self = .leave(address: String(words[1]), name: String(words[2]), fingerprint: String(words[3]))
-            case 3:
-                self = .legacyLeave(address: String(words[1]), name: String(words[2]))
-            default:
-                return nil
+    /// Parses the bytes of one line (without its line feed); nil if they are not a well-formed
+    /// journal line. Words are split at single spaces (two in a row are damage, not an empty
+    /// name); the file name, last on `claim`, `file` and `share` lines, may hold spaces.
+    init?(_ line: UnsafeRawBufferPointer) {
+        guard line.count <= Self.maximumLength else { return nil }
+        var words = Words(line)
+        guard let verb = words.next() else { return nil }
+        if verb.spells("leave") {
+            guard let address = words.nonEmpty(), let name = words.nonEmpty() else { return nil }
+            if words.isAtEnd {
+                self = .legacyLeave(address: String(address), name: String(name))
+                return
             }
-            guard Self.areWords(words.dropFirst()) else { return nil }
+            guard let fingerprint = words.next().flatMap(Fingerprint.init(text:)), words.isAtEnd else { return nil }
+            self = .leave(address: String(address), name: String(name), fingerprint: fingerprint)
             return
         }
-        guard let file = RootKey(hex: words[1]) else { return nil }
-        switch (words[0], words.count) {
-        case ("claim", 6):
-            guard let size = UInt64(words[2]), Self.areWords(words[3...3]), Self.isFingerprint(words[4]), !words[5].isEmpty else { return nil }
-            self = .claim(file: file, size: size, signer: String(words[3]), signerFingerprint: String(words[4]), fileName: String(words[5]))
-        case ("hold", 6):
-            guard Self.areWords(words[2...4]), Self.isFingerprint(words[5]) else { return nil }
-            self = .hold(file: file, signer: String(words[2]), address: String(words[3]), name: String(words[4]), fingerprint: String(words[5]))
-        case ("share", 7):
-            guard let size = UInt64(words[2]), Self.areWords(words[3...4]), Self.isFingerprint(words[5]), !words[6].isEmpty else { return nil }
-            self = .share(file: file, size: size, address: String(words[3]), name: String(words[4]), fingerprint: String(words[5]), fileName: String(words[6]))
-        case ("file", 5):
-            guard let size = UInt64(words[2]), Self.areWords(words[3...3]), !words[4].isEmpty else { return nil }
-            self = .legacyFile(file: file, size: size, owner: String(words[3]), fileName: String(words[4]))
-        case ("remove", 5):
-            guard Self.areWords(words[2...3]), Self.isFingerprint(words[4]) else { return nil }
-            self = .remove(file: file, address: String(words[2]), name: String(words[3]), fingerprint: String(words[4]))
-        case ("remove", 4):
-            guard Self.areWords(words[2...3]) else { return nil }
-            self = .legacyRemove(file: file, address: String(words[2]), name: String(words[3]))
-        case ("withdraw", 2):
-            self = .withdraw(file: file, signer: nil)
-        case ("withdraw", 3):
-            guard Self.areWords(words[2...2]) else { return nil }
-            self = .withdraw(file: file, signer: String(words[2]))
-        case ("allow", 2):
+        guard let file = words.next().flatMap(RootKey.init(hex:)) else { return nil }
+        switch Verb(verb) {
+        case .claim:
+            guard let size = words.next().flatMap(Self.size), let signer = words.nonEmpty(),
+                  let fingerprint = words.next().flatMap(Fingerprint.init(text:)), let fileName = words.fileName() else { return nil }
+            self = .claim(file: file, size: size, signer: String(signer), signerFingerprint: fingerprint, fileName: String(fileName))
+        case .hold:
+            guard let signer = words.nonEmpty(), let address = words.nonEmpty(), let name = words.nonEmpty(),
+                  let fingerprint = words.next().flatMap(Fingerprint.init(text:)), words.isAtEnd else { return nil }
+            self = .hold(file: file, signer: String(signer), address: String(address), name: String(name), fingerprint: fingerprint)
+        case .share:
+            guard let size = words.next().flatMap(Self.size), let address = words.nonEmpty(), let name = words.nonEmpty(),
+                  let fingerprint = words.next().flatMap(Fingerprint.init(text:)), let fileName = words.fileName() else { return nil }
+            self = .share(file: file, size: size, address: String(address), name: String(name), fingerprint: fingerprint, fileName: String(fileName))
+        case .file:
+            guard let size = words.next().flatMap(Self.size), let owner = words.nonEmpty(), let fileName = words.fileName() else { return nil }
+            self = .legacyFile(file: file, size: size, owner: String(owner), fileName: String(fileName))
+        case .remove:
+            guard let address = words.nonEmpty(), let name = words.nonEmpty() else { return nil }
+            if words.isAtEnd {
+                self = .legacyRemove(file: file, address: String(address), name: String(name))
+                return
+            }
+            guard let fingerprint = words.next().flatMap(Fingerprint.init(text:)), words.isAtEnd else { return nil }
+            self = .remove(file: file, address: String(address), name: String(name), fingerprint: fingerprint)
+        case .withdraw:
+            if words.isAtEnd {
+                self = .withdraw(file: file, signer: nil)
+                return
+            }
+            guard let signer = words.nonEmpty(), words.isAtEnd else { return nil }
+            self = .withdraw(file: file, signer: String(signer))
+        case .allow:
+            guard words.isAtEnd else { return nil }
             self = .allow(file: file)
-        default:
+        case nil:
             return nil
         }
     }
 
-    /// The words of `line` split at single spaces, empty words kept (bytes, not characters:
-    /// journals are long).
-    private static func words(_ line: Substring, maxSplits: Int) -> [Substring] {
-        var words: [Substring] = []
-        words.reserveCapacity(maxSplits + 1)
-        let bytes = line.utf8
-        var start = bytes.startIndex
-        var index = start
-        while index != bytes.endIndex, words.count < maxSplits {
-            if bytes[index] == UInt8(ascii: " ") {
-                words.append(line[start..<index])
-                start = bytes.index(after: index)
-            }
-            index = bytes.index(after: index)
+    /// The verbs of lines that name a root.
+    private enum Verb {
+        case claim, hold, share, file, remove, withdraw, allow
+
+        /// Each verb as it is spelled, the most frequent first.
+        private static let spellings: [(StaticString, Verb)] = [
+            ("hold", .hold), ("claim", .claim), ("remove", .remove), ("withdraw", .withdraw), ("allow", .allow), ("share", .share), ("file", .file),
+        ]
+
+        init?(_ word: UnsafeRawBufferPointer) {
+            guard let verb = Self.spellings.first(where: { word.spells($0.0) })?.1 else { return nil }
+            self = verb
         }
-        words.append(line[start...])
-        return words
     }
 
-    /// 64 lowercase hex digits, or `-` (an ownership-only line of an earlier format).
-    private static func isFingerprint(_ word: Substring) -> Bool {
-        word == "-" || (word.utf8.count == 64 && word.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) })
+    /// A size in decimal digits only, within 64 bits.
+    private static func size(_ word: UnsafeRawBufferPointer) -> UInt64? {
+        guard !word.isEmpty else { return nil }
+        var value: UInt64 = 0
+        for digit in word {
+            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(digit) else { return nil }
+            let (times10, overflow) = value.multipliedReportingOverflow(by: 10)
+            let (sum, carry) = times10.addingReportingOverflow(UInt64(digit - UInt8(ascii: "0")))
+            guard !overflow, !carry else { return nil }
+            value = sum
+        }
+        return value
     }
 
-    /// Every word non-empty (two spaces in a row are damage, not an empty name).
-    private static func areWords(_ words: ArraySlice<Substring>) -> Bool {
-        words.allSatisfy { !$0.isEmpty }
+    /// The words of a line, read one at a time.
+    private struct Words {
+        private let line: UnsafeRawBufferPointer
+        /// Where the next word starts; past the end once every word was read.
+        private var start = 0
+
+        init(_ line: UnsafeRawBufferPointer) {
+            self.line = line
+        }
+
+        var isAtEnd: Bool { start > line.count }
+
+        /// The next word (empty between two spaces in a row), or nil after the last.
+        mutating func next() -> UnsafeRawBufferPointer? {
+            guard !isAtEnd else { return nil }
+            let end = line.baseAddress.flatMap { base in
+                memchr(base + start, Int32(UInt8(ascii: " ")), line.count - start).map { UnsafeRawPointer($0) - base }
+            } ?? line.count
+            defer { start = end + 1 }
+            return UnsafeRawBufferPointer(rebasing: line[start..<end])
+        }
+
+        /// The next word, or nil if there is none or it is empty.
+        mutating func nonEmpty() -> UnsafeRawBufferPointer? {
+            next().flatMap { $0.isEmpty ? nil : $0 }
+        }
+
+        /// The rest of the line, spaces and all, if it is not empty.
+        mutating func fileName() -> UnsafeRawBufferPointer? {
+            guard !isAtEnd, start < line.count else { return nil }
+            defer { start = line.count + 1 }
+            return UnsafeRawBufferPointer(rebasing: line[start...])
+        }
     }
 
     /// Whether the line is of a form the journal no longer writes.
@@ -138,5 +180,29 @@ enum JournalLine: Equatable {
         case .leave(let address, let name, let fingerprint): return "leave \(address) \(name) \(fingerprint)"
         case .legacyLeave(let address, let name): return "leave \(address) \(name)"
         }
+    }
+}
+
+/// The journal's line parser as the fuzz target drives it.
+public enum JournalLineCheck {
+    /// Reads `line` as one line of `seeders.txt`: nil if it is refused, otherwise whether the line
+    /// as the journal would write it reads back as the same line.
+    public static func readsBack(_ line: [UInt8]) -> Bool? {
+        guard let parsed = line.withUnsafeBytes({ JournalLine($0) }) else { return nil }
+        return Array(parsed.text.utf8).withUnsafeBytes { JournalLine($0) } == parsed
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// Whether these bytes are exactly `text`.
+    func spells(_ text: StaticString) -> Bool {
+        count == text.utf8CodeUnitCount && (count == 0 || memcmp(baseAddress!, text.utf8Start, count) == 0)
+    }
+}
+
+extension String {
+    /// The text of journal bytes (a stray invalid sequence reads as U+FFFD, as before bytes were parsed).
+    fileprivate init(_ bytes: UnsafeRawBufferPointer) {
+        self.init(decoding: bytes, as: UTF8.self)
     }
 }

@@ -44,6 +44,8 @@ public final class Registry: Sendable {
     public let path: String
     /// Average bytes of a journal line in the last compaction, to estimate the state's size.
     private let bytesPerLine: NIOLockedValueBox<Int>
+    /// Lines replayed before the registry makes room for the files the whole journal holds.
+    private static let linesBeforeSizing = 65_536
 
     /// Opens (creating if needed) the registry kept in `folder/seeders.txt`; `journalWrite` replaces
     /// the system's `write(2)` for the journal when a test injects failures.
@@ -62,9 +64,18 @@ public final class Registry: Sendable {
         var earlierFormat = false
         let existed = FileIO.exists(path)
         if existed {
+            let journalBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
+            var replayedBytes = 0
             read.bytes = try FileIO.forEachLine(path, maximumLineLength: JournalLine.maximumLength) { [path] line, number in
-                guard let parsed = JournalLine(line) else { throw JournalError(path: path, line: number, text: String(line)) }
+                guard let parsed = JournalLine(line) else {
+                    throw JournalError(path: path, line: number, text: String(decoding: line, as: UTF8.self))
+                }
                 replayed.apply(parsed, now: now)
+                replayedBytes += line.count + 1
+                if number == Self.linesBeforeSizing, let journalBytes {
+                    // The files seen so far, scaled to the whole journal, with a little room.
+                    replayed.reserveCapacity(files: Int(Double(replayed.fileCount) * Double(journalBytes) / Double(replayedBytes) * 1.05))
+                }
                 earlierFormat = earlierFormat || parsed.isEarlierFormat
                 read.lines = number
             }.wholeLines
@@ -116,9 +127,9 @@ public final class Registry: Sendable {
             let root = RootKey(file)
             var lines: [JournalLine] = []
             if claim.map({ $0.size == size && $0.name == name && $0.signerFingerprint == signer.fingerprint }) != true {
-                lines.append(.claim(file: root, size: size, signer: signer.name, signerFingerprint: signer.fingerprint, fileName: name))
+                lines.append(.claim(file: root, size: size, signer: signer.name, signerFingerprint: Fingerprint(verified: signer.fingerprint), fileName: name))
             }
-            lines.append(.hold(file: root, signer: signer.name, address: address, name: identity.name, fingerprint: identity.fingerprint))
+            lines.append(.hold(file: root, signer: signer.name, address: address, name: identity.name, fingerprint: Fingerprint(verified: identity.fingerprint)))
             return .record(lines, touching: [file], answer: "shared \(file) from \(address)")
         }
     }
@@ -155,7 +166,7 @@ public final class Registry: Sendable {
             guard let holder = state.holder(of: file, fingerprint: identity.fingerprint) else {
                 return .refuse(code: .accessDenied, message: "only the signer of \(file) or an admin may withdraw it, and you hold no entry of it")
             }
-            let line = JournalLine.remove(file: RootKey(file), address: holder.address, name: holder.name, fingerprint: holder.fingerprint)
+            let line = JournalLine.remove(file: RootKey(file), address: holder.address, name: holder.name, fingerprint: Fingerprint(verified: holder.fingerprint))
             return .record([line], touching: [file], answer: "removed your entry for \(file)")
         }
     }
@@ -182,7 +193,7 @@ public final class Registry: Sendable {
     /// Drops every entry of the caller at `address` at once.
     public func leave(address: String, identity: VerifiedIdentity, now: Date = Date()) async throws -> RegistryOutcome {
         try await change(now: now) { state in
-            let line = JournalLine.leave(address: address, name: identity.name, fingerprint: identity.fingerprint)
+            let line = JournalLine.leave(address: address, name: identity.name, fingerprint: Fingerprint(verified: identity.fingerprint))
             return .record([line], touching: state.files(of: identity.fingerprint, at: address), answer: "left")
         }
     }
@@ -197,7 +208,7 @@ public final class Registry: Sendable {
             let cutoff = now - timeToLive
             let silent = state.silentHolders(before: cutoff)
             let lines = silent.flatMap { file, holders in
-                holders.map { JournalLine.remove(file: RootKey(file), address: $0.address, name: $0.name, fingerprint: $0.fingerprint) }
+                holders.map { JournalLine.remove(file: RootKey(file), address: $0.address, name: $0.name, fingerprint: Fingerprint(verified: $0.fingerprint)) }
             }
             if !lines.isEmpty {
                 record(lines, touching: silent.map(\.0), in: &state, now: now) { [logger] error in
@@ -304,10 +315,10 @@ public final class Registry: Sendable {
         var lines: [JournalLine] = []
         let claims = entry.claims.sorted { $0.key < $1.key }
         for (signer, claim) in claims {
-            lines.append(.claim(file: file, size: claim.size, signer: signer, signerFingerprint: claim.signerFingerprint, fileName: claim.name))
+            lines.append(.claim(file: file, size: claim.size, signer: signer, signerFingerprint: Fingerprint(claim.signerFingerprint) ?? .none, fileName: claim.name))
         }
         for holder in entry.holders.sorted(by: { ($0.record.address, $0.record.name) < ($1.record.address, $1.record.name) }) {
-            lines.append(.hold(file: file, signer: holder.signer, address: holder.record.address, name: holder.record.name, fingerprint: holder.record.fingerprint))
+            lines.append(.hold(file: file, signer: holder.signer, address: holder.record.address, name: holder.record.name, fingerprint: Fingerprint(verified: holder.record.fingerprint)))
         }
         for (signer, claim) in claims where claim.withdrawn { lines.append(.withdraw(file: file, signer: signer)) }
         if entry.withdrawn { lines.append(.withdraw(file: file, signer: nil)) }

@@ -1,7 +1,6 @@
 import FileIO
 import Foundation
 import Logging
-import MTorrentFormat
 import NIOCore
 import NIOPosix
 import PKI
@@ -62,6 +61,7 @@ public final class TrackerServer: Sendable {
     public let registry: Registry
     private let logger: Logger
     private let trust: TrustSource
+    private let proofs: ProofCheck
     private let tlsContext: RenewableTLSContext
     /// The certificate this tracker presents now (renewed in place by ``reload()``).
     private let ownCertificate: NIOLockedValueBox<Certificate>
@@ -82,6 +82,7 @@ public final class TrackerServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         trust = TrustSource(try TrustStore.load(from: configuration.pki))
+        proofs = ProofCheck(trust: trust)
         let identity = try SigningIdentity.load(named: configuration.name, from: configuration.pki)
         _ = try trust.current.validate(identity.certificate, as: .tracker)
         var tls = TLSConfiguration(identity: identity, trust: trust, peerRole: .peer)
@@ -319,16 +320,15 @@ public final class TrackerServer: Sendable {
     private func change(_ request: TrackerRequest, identity: VerifiedIdentity, host: String, isAdmin: Bool) async throws -> RegistryOutcome {
         switch request {
         case .share(let file, let port, let proof):
-            let header: SignedHeader
-            let signer: VerifiedIdentity
+            let claim: ProvenClaim
             do throws(ProofRefusal) {
-                (header, signer) = try verify(proof, of: file)
+                claim = try proofs.check(proof, of: file)
             } catch {
                 log(.warning, "refused a share without a valid proof", identity: identity, ["file": "\(file)", "reason": "\(error.message)"])
                 return .refused(code: .proofInvalid, message: error.message)
             }
             return try await registry.share(
-                file: file, size: header.layout.fileSize, name: header.name, signer: signer, address: Self.address(host, port), identity: identity
+                file: file, size: claim.size, name: claim.name, signer: claim.signer, address: Self.address(host, port), identity: identity
             )
         case .remove(let file, let port):
             return try await registry.remove(file: file, address: Self.address(host, port), identity: identity, isAdmin: isAdmin)
@@ -346,28 +346,6 @@ public final class TrackerServer: Sendable {
         case .done(let message): return .ok(message)
         case .refused(let code, let message): return .failure(code: code, message: message)
         }
-    }
-
-    /// Why a share's proof was refused.
-    private struct ProofRefusal: Error {
-        let message: String
-    }
-
-    /// Reads and verifies a share's signed header with the one validation policy, as a `.mtorrent`
-    /// is verified, and checks that it names `file`.
-    private func verify(_ proof: [UInt8], of file: FileID) throws(ProofRefusal) -> (SignedHeader, VerifiedIdentity) {
-        let header: SignedHeader
-        let signer: VerifiedIdentity
-        do {
-            header = try SignedHeader.parse(proof)
-            signer = try header.verify(trust: trust.current)
-        } catch {
-            throw ProofRefusal(message: "the signed header is refused (\(error.code)): \(error.description)")
-        }
-        guard header.root == file.bytes else {
-            throw ProofRefusal(message: "the signed header names root \(Hex.encode(header.root)), not \(file)")
-        }
-        return (header, signer)
     }
 
     private func scheduleExpiry(on eventLoop: EventLoop) {

@@ -29,7 +29,8 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
         let bytes = buffer.readBytes(length: length)!
         buffer.moveReaderIndex(forwardBy: 1)
         guard let line = String(validating: bytes, as: UTF8.self) else { throw .notText }
-        guard !line.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else { throw .controlCharacter }
+        // In UTF-8 the control characters below 0x20 and 0x7f are single bytes no other character contains.
+        guard !bytes.contains(where: { $0 < 0x20 || $0 == 0x7f }) else { throw .controlCharacter }
         return line
     }
 

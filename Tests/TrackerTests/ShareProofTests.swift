@@ -57,6 +57,17 @@ import Wire
         #expect(try await raw.exchange(share(fileA, port: 6002, proof: byAlice)) == "OK shared \(fileA) from 127.0.0.1:6002")
     }
 
+    @Test func aHeaderAcceptedBeforeItsSignerWasRevokedIsRefusedAfterTheReload() async throws {
+        let fixture = try TrackerFixture()
+        let raw = try RawLineClient(fixture: fixture, name: "bob")
+        let byCarol = try fixture.signedHeader(fileA, size: 10, signedBy: "carol")
+        #expect(try await raw.exchange(share(fileA, port: 6002, proof: byCarol)) == "OK shared \(fileA) from 127.0.0.1:6002")
+        #expect(try await raw.exchange(share(fileA, port: 6002, proof: byCarol)) == "OK shared \(fileA) from 127.0.0.1:6002")
+        try fixture.ca.authority.revoke(name: "carol", reason: .keyCompromise)
+        try fixture.server.reload()
+        #expect(try await raw.exchange(share(fileA, port: 6002, proof: byCarol)).hasPrefix("ERR PROOF_INVALID the signed header is refused (signer-refused)"))
+    }
+
     @Test func onlyTheSignerOrAnAdminWithdrawsAndOnlyAnAdminAllows() async throws {
         let fixture = try TrackerFixture(acl: """
             allow share,get,remove any
