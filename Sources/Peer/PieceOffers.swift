@@ -70,17 +70,25 @@ struct PieceOffers {
 
     /// `connection` left the pieces it was offered alone while it asked for nothing here. No one
     /// else was sent them, so another seed is serving it: this seed cannot spread the first copy
-    /// for that downloader alone. Those pieces count as out, and it is offered everything.
+    /// for that downloader alone, and it is offered everything. Its pending pieces were not sent,
+    /// so they go back to be offered to others first: the first copy is out only once every piece
+    /// has really left.
     mutating func untouched(by connection: Connection) -> [Connection: [Int]] {
-        guard let pending = connections[connection]?.pending, !pending.isEmpty else { return [:] }
+        guard let offered = connections[connection], !offered.pending.isEmpty else { return [:] }
+        for piece in offered.pending.sorted() where !out.contains(piece) {
+            onOffer.remove(piece)
+            returned.append(piece)
+        }
         connections[connection]?.pending = []
         connections[connection]?.offeredEverything = true
-        var offers = markOut(pending.sorted())
-        if let all = connections[connection]?.all {
-            let rest = (0..<pieceCount).filter { !all.contains($0) }
-            connections[connection]?.all = .full(count: pieceCount)
-            if !rest.isEmpty { offers[connection, default: []] += rest }
+        connections[connection]?.all = .full(count: pieceCount)
+        let rest = (0..<pieceCount).filter { !offered.all.contains($0) }
+        var offers: [Connection: [Int]] = [:]
+        for other in connections.keys.sorted() where other != connection {
+            let added = refill(other)
+            if !added.isEmpty { offers[other] = added }
         }
+        if !rest.isEmpty { offers[connection] = rest }
         return offers
     }
 

@@ -69,8 +69,9 @@ import Testing
         let rest = offers.untouched(by: 1)
         #expect(Set(rest[1] ?? []) == Set(0..<16).subtracting(first))
         #expect((0..<16).allSatisfy { offers.offered($0, to: 1) })
-        // Those pieces are out: a newcomer is not offered them.
-        #expect(pieces(offers.opened(2)).isDisjoint(with: first))
+        // They were not sent: a newcomer is offered them first, and the first copy is not out.
+        #expect(pieces(offers.opened(2)) == first)
+        #expect(!offers.firstCopyIsOut)
         #expect(offers.untouched(by: 3).isEmpty, "an unknown connection changes nothing")
     }
 
