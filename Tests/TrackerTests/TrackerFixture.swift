@@ -56,12 +56,14 @@ final class TrackerFixture: @unchecked Sendable {
         address = TrackerAddress("127.0.0.1:\(bound.port!)")!
     }
 
-    /// A client speaking for `name`, with certificates from `authority` (ours by default).
+    /// A client speaking for `name`, with certificates from `authority` (ours by default). Its
+    /// deadline is long: suites running beside this one can hold up the tracker's tasks for
+    /// seconds on a busy machine, and no test here is about time.
     func client(_ name: String, authority: TestAuthority? = nil) throws -> TrackerClient {
         let source = authority ?? ca
         let identity = try SigningIdentity.load(named: name, from: source.layout)
         let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: identity, trust: TrustSource(try source.trust()), peerRole: .tracker))
-        return TrackerClient(address: address, tls: tls, group: group)
+        return TrackerClient(address: address, tls: tls, group: group, timeoutSeconds: 30)
     }
 
     /// A version 2 signed header for `file`, as `signer` (a peer of `authority`, ours by default)
