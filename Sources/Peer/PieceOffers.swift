@@ -97,6 +97,14 @@ struct PieceOffers {
         connections[connection]?.pending.isEmpty == false
     }
 
+    /// `connection` is the file's only one, with offers pending: there is no one to spread the
+    /// first copy to, so it may as well be offered everything (several seeds serving one
+    /// downloader then do not wait on each other's windows).
+    mutating func alone(_ connection: Connection) -> [Connection: [Int]] {
+        guard connections.count == 1 else { return [:] }
+        return untouched(by: connection)
+    }
+
     /// A connection ended: what it was offered and did not take goes back to be offered first.
     mutating func closed(_ connection: Connection) {
         guard let gone = connections.removeValue(forKey: connection) else { return }
@@ -194,6 +202,10 @@ final class SharedOffers: Sendable {
 
     func untouched(by connection: PieceOffers.Connection) {
         deliver { $0.untouched(by: connection) }
+    }
+
+    func alone(_ connection: PieceOffers.Connection) {
+        deliver { $0.alone(connection) }
     }
 
     /// A connection ended; returns whether none is left.

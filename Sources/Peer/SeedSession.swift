@@ -175,7 +175,10 @@ final class SeedSession: ChannelInboundHandler {
     /// A client that leaves its offers alone for two seconds while it asks for nothing here is served by another seed.
     private func checkOffers() {
         defer { recentRequests = 0 }
-        guard let offers, recentRequests == 0, queued.isEmpty, !busy, offers.shared.hasPendingOffers(offers.connection) else {
+        guard let offers else { return }
+        // A downloader that is still the file's only one half a second on is offered everything.
+        if offers.shared.hasPendingOffers(offers.connection) { offers.shared.alone(offers.connection) }
+        guard recentRequests == 0, queued.isEmpty, !busy, offers.shared.hasPendingOffers(offers.connection) else {
             idleLooks = 0
             return
         }

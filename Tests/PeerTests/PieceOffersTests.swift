@@ -75,6 +75,16 @@ import Testing
         #expect(offers.untouched(by: 3).isEmpty, "an unknown connection changes nothing")
     }
 
+    @Test func aLoneDownloaderIsOfferedEverythingAndOthersAreNot() {
+        var offers = offers()
+        _ = offers.opened(1)
+        _ = offers.opened(2)
+        #expect(offers.alone(1).isEmpty, "two downloaders share the first copy")
+        offers.closed(2)
+        #expect(Set(offers.alone(1)[1] ?? []).count == 14)
+        #expect((0..<16).allSatisfy { offers.offered($0, to: 1) })
+    }
+
     @Test func aSmallWindowStillKeepsTwoPiecesOnOffer() {
         var random = SplitMix64(seed: 1)
         var offers = PieceOffers(pieceCount: 4, pieceSize: 64 * 1024 * 1024, windowBytes: 4 * 1024 * 1024, random: &random)
