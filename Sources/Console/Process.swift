@@ -74,6 +74,25 @@ public enum ProgramSupport {
         return source
     }
 
+    /// Catches SIGINT and SIGTERM for the rest of the run and calls `stop` on the first one.
+    public static func onStop(_ stop: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
+        let queue = DispatchQueue(label: "stop")
+        let fired = NIOLockedValueBox(false)
+        return [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler {
+                let first = fired.withLockedValue { done in
+                    defer { done = true }
+                    return !done
+                }
+                if first { stop() }
+            }
+            source.resume()
+            return source
+        }
+    }
+
     /// Returns on SIGINT or SIGTERM; calls `reload` on every SIGHUP, if given.
     public static func waitForTermination(reload: (@Sendable () -> Void)? = nil) async {
         let queue = DispatchQueue(label: "signals")

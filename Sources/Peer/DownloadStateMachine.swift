@@ -39,8 +39,8 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
         case pieceVerified(piece: Int, connection: ConnectionID)
         /// A piece failed its signed hash; nothing was written.
         case pieceFailed(piece: Int, connection: ConnectionID)
-        /// Writing a verified piece failed (a full disk): the download cannot go on.
-        case writeFailed(CommandFailure)
+        /// The download cannot go on: writing a verified piece failed (a full disk), or the peer is stopping.
+        case aborted(CommandFailure)
         /// A new revocation list is in force: connections to holders it revokes end.
         case trustChanged(TrustStore)
         case tick
@@ -212,7 +212,7 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
             // Another connection may have completed the piece meanwhile, and this was the last one pending.
             if finishIfComplete(&actions) { return actions }
             fillAll(now: now, &actions)
-        case .writeFailed(let failure):
+        case .aborted(let failure):
             fail(failure, &actions)
             return actions
         case .trustChanged(let trust):

@@ -601,6 +601,14 @@ public final class PeerNode: @unchecked Sendable {
         return closed
     }
 
+    /// Ends every running download at once (the peer is stopping); each keeps its verified pieces
+    /// in its `.part` for the same `get` to resume.
+    public func abortDownloads() {
+        for swarm in swarms.withLockedValue({ Array($0.values) }) {
+            swarm.abort(CommandFailure(.downloadFailed, "the peer is stopping (SIGINT or SIGTERM)"))
+        }
+    }
+
     /// Leaves the trackers (each within its deadline) and stops serving.
     public func stop() async {
         for task in upkeep { task.cancel() }

@@ -126,6 +126,11 @@ final class Swarm: @unchecked Sendable {
         return snapshot ?? DownloadProgress(name: name, file: share.file, totalBytes: 0, verifiedBytes: 0, connectedHolders: 0, bytesPerSecond: 0)
     }
 
+    /// Ends the download with `failure` (the peer is stopping); what is verified stays in the `.part`.
+    func abort(_ failure: CommandFailure) {
+        loop.execute { [self] in handle(.aborted(failure)) }
+    }
+
     /// Closes, within the swarm's event loop, every connection to a holder whose certificate
     /// `trust` revokes, and never contacts that holder again in this download.
     func closeRevoked(by trust: TrustStore) {
@@ -218,7 +223,7 @@ final class Swarm: @unchecked Sendable {
             switch result {
             case .success(true): handle(.pieceVerified(piece: piece, connection: id))
             case .success(false): handle(.pieceFailed(piece: piece, connection: id))
-            case .failure(let error): handle(.writeFailed((error as? CommandFailure) ?? CommandFailure(.downloadFailed, "\(error)")))
+            case .failure(let error): handle(.aborted((error as? CommandFailure) ?? CommandFailure(.downloadFailed, "\(error)")))
             }
         }
     }

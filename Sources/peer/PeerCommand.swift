@@ -29,7 +29,8 @@ struct PeerCommand: AsyncParsableCommand {
             Commands run at once, side by side; one that names a file an earlier running command
             names waits for it. exit and the end of input wait for the running commands; the peer
             then exits 0 if every command succeeded, 1 otherwise, unless --keep-seeding keeps it
-            serving until SIGINT or SIGTERM. SIGHUP rereads the CA, the CRL and the peer's own certificate and key (a change to those files does too); newer CRLs also come from the trackers.
+            serving until SIGINT or SIGTERM. SIGINT or SIGTERM while commands run ends the running downloads at once
+            (their .part files stay for the same get to resume), leaves the trackers and exits. SIGHUP rereads the CA, the CRL and the peer's own certificate and key (a change to those files does too); newer CRLs also come from the trackers.
             """,
         version: Release.version
     )
@@ -92,7 +93,23 @@ struct PeerCommand: AsyncParsableCommand {
         defer { withExtendedLifetime(reloading) {} }
         FileHandle.standardError.write(Data("peer '\(peerName)' serving on \(listen.host):\(node.servingPort)\n".utf8))
         let shell = Shell(node: node, json: json)
-        let lines = ProgramSupport.standardInputLines(prompt: isatty(STDIN_FILENO) == 1 && !json ? "> " : nil)
+        // Commands come from standard input until it ends, `exit`, or SIGINT/SIGTERM: a signal ends
+        // the running downloads at once (their .part files stay for the same get to resume), then
+        // the peer leaves the trackers and stops.
+        let (lines, feed) = AsyncStream.makeStream(of: String.self)
+        let input = ProgramSupport.standardInputLines(prompt: isatty(STDIN_FILENO) == 1 && !json ? "> " : nil)
+        let reading = Task {
+            for await line in input { feed.yield(line) }
+            feed.finish()
+        }
+        let stopRequested = NIOLockedValueBox(false)
+        let stopping = ProgramSupport.onStop { [logger] in
+            logger.notice("stopping: ending the running downloads and leaving the trackers")
+            stopRequested.withLockedValue { $0 = true }
+            feed.finish()
+            node.abortDownloads()
+        }
+        defer { withExtendedLifetime(stopping) {} }
         var exitRequested = false
         for await line in lines {
             let command: ShellCommand
@@ -109,12 +126,18 @@ struct PeerCommand: AsyncParsableCommand {
             }
             shell.start(command)
         }
+        reading.cancel()
         let allSucceeded = await shell.finish()
         ProgramSupport.stopPrompt()
         if exitRequested { shell.report(await shell.perform(.exit)) }
-        if keepSeeding && !exitRequested {
+        if keepSeeding && !exitRequested && !stopRequested.withLockedValue({ $0 }) {
             logger.info("keeping on seeding until SIGINT or SIGTERM")
-            await ProgramSupport.waitForTermination()
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                let resumed = NIOLockedValueBox(false)
+                let resume: @Sendable () -> Void = { if resumed.withLockedValue({ was in defer { was = true }; return !was }) { done.resume() } }
+                stopping.forEach { $0.setEventHandler(handler: resume) }
+                if stopRequested.withLockedValue({ $0 }) { resume() }
+            }
         }
         await node.stop()
         try await group.shutdownGracefully()

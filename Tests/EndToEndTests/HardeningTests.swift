@@ -256,6 +256,48 @@ import Wire
         #expect(open.hasPrefix("FAILURE: INVALID_ARGUMENTS") && open.contains("not closed"), "\(open)")
     }
 
+    @Test func sigtermDuringAGetEndsThePeerSoonAndKeepsThePartForResume() throws {
+        let t1 = try tracker()
+        // 1 MiB/s: the 8 MiB download takes about 8 s.
+        let alice = try peer("alice", t1.address, config: "upload-limit = 1024\n")
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let bob = try peer("bob", t1.address)
+        #expect(bob.send("get data.mtorrent stopped.bin"))
+        let started = Date() + 10
+        while Date() < started, (try? FileManager.default.attributesOfItem(atPath: ca.folder.file("stopped.bin.part"))[.size] as? Int) ?? 0 < 2 * 256 * 1024 {
+            usleep(50_000)
+        }
+        let signalled = Date()
+        kill(bob.process.processIdentifier, SIGTERM)
+        let answer = bob.answer(timeout: 15)
+        #expect(answer.hasPrefix("FAILURE: DOWNLOAD_FAILED the peer is stopping"), "\(answer)")
+        #expect(answer.contains("the verified pieces stay in"), "\(answer)")
+        // The peer then leaves the trackers (one deadline at most) and exits.
+        let deadline = Date() + 15
+        while bob.process.isRunning, Date() < deadline { usleep(50_000) }
+        #expect(!bob.process.isRunning, "still running \(Date().timeIntervalSince(signalled)) s after SIGTERM")
+        #expect(exists("stopped.bin.part") && !exists("stopped.bin"))
+        // The same get resumes from the .part.
+        let again = try peer("bob", t1.address)
+        let resumed = try again.run("get data.mtorrent stopped.bin")
+        #expect(resumed.hasPrefix("SUCCESS: downloaded data.bin") && resumed.contains("were already verified"), "\(resumed)")
+        #expect(same("data.bin", "stopped.bin"))
+    }
+
+    @Test func aKeepSeedingPeerServesAfterItsCommandsAndStopsOnSigterm() throws {
+        let t1 = try tracker()
+        let alice = try PeerProcess(folder: folder, name: "alice", trackers: [t1.address.description, "127.0.0.1:1"], pki: ca.layout.folder, extra: ["--keep-seeding"])
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        alice.closeInput()
+        #expect(alice.logShows("keeping on seeding until SIGINT or SIGTERM", within: 10))
+        try honestGet(t1.address, into: "kept.bin")
+        kill(alice.process.processIdentifier, SIGTERM)
+        let deadline = Date() + 15
+        while alice.process.isRunning, Date() < deadline { usleep(50_000) }
+        #expect(!alice.process.isRunning)
+        #expect(alice.process.terminationStatus == 0)
+    }
+
     @Test func statusHelpAndMistakesAreAnsweredAtOnceWhileASlowGetRuns() throws {
         let t1 = try tracker()
         // 1 MiB/s: the 8 MiB download takes about 8 s.

@@ -103,6 +103,11 @@ final class PeerProcess {
         return "TIMEOUT"
     }
 
+    /// Closes standard input: no more commands.
+    func closeInput() {
+        try? input.fileHandleForWriting.close()
+    }
+
     /// Closes standard input and waits for the exit status.
     func finish() -> Int32 {
         try? input.fileHandleForWriting.close()
