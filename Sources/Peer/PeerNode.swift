@@ -575,6 +575,12 @@ public final class PeerNode: @unchecked Sendable {
         let newIdentity = try SigningIdentity.load(named: configuration.name, from: configuration.pki)
         _ = try newTrust.validate(newIdentity.certificate, as: .peer)
         let renewed = newIdentity.certificate != identity.withLockedValue { $0.certificate }
+        let current = trust.current
+        // Storing a CRL a tracker handed over changes crl.pem too; that reload would change nothing.
+        guard renewed || newTrust.authority != current.authority || newTrust.revocationList.derEncoded != current.revocationList.derEncoded else {
+            logger.debug("reloaded the PKI files; nothing changed")
+            return
+        }
         if renewed {
             let fingerprint = try CertificateProfile.fingerprint(of: newIdentity.certificate)
             try peerTLS.replaceIdentity(with: newIdentity)

@@ -10,7 +10,7 @@ import Wire
 
 /// The download's decisions, driven with made-up time and frames: no sockets, no sleeping.
 @Suite struct DownloadStateMachineTests {
-    typealias Machine = DownloadStateMachine<SplitMix64>
+    typealias Machine = DownloadStateMachine<SplitMix>
     typealias Action = Machine.Action
 
     /// 16 KiB pieces, one block each.
@@ -43,7 +43,7 @@ import Wire
             let layout = try PieceLayout(fileSize: UInt64(pieces * pieceSize), pieceSize: pieceSize)
             var have = Bitfield(count: pieces)
             for piece in resumed { _ = have.insert(piece) }
-            machine = Machine(layout: layout, file: FileID(bytes: Array(repeating: 7, count: 32))!, resumed: have, limits: limits, random: SplitMix64(seed: 1), now: now)
+            machine = Machine(layout: layout, file: FileID(bytes: Array(repeating: 7, count: 32))!, resumed: have, limits: limits, random: SplitMix(seed: 1), now: now)
         }
 
         @discardableResult
@@ -184,9 +184,9 @@ import Wire
     @Test func aDownloadWithNoHolderLeftFailsWithWhatWasTried() throws {
         var run = try Harness(pieces: 2)
         var id = try #require(Harness.connection(to: "alice", in: run.on(.started([record("alice")]))))
-        for attempt in 1...DownloadStateMachine<SplitMix64>.attemptsPerHolder {
+        for attempt in 1...DownloadStateMachine<SplitMix>.attemptsPerHolder {
             let after = run.on(.closed(id, problem: "refused the connection"))
-            if attempt == DownloadStateMachine<SplitMix64>.attemptsPerHolder { break }
+            if attempt == DownloadStateMachine<SplitMix>.attemptsPerHolder { break }
             #expect(Harness.failure(in: after) == nil)
             let retried = run.wait(Double(attempt) + 0.5, found: [record("alice")])
             id = try #require(Harness.connection(to: "alice", in: retried))
@@ -261,22 +261,5 @@ import Wire
         let alice = try #require(Harness.connection(to: "alice", in: run.on(.started([record("alice")]))))
         #expect(Harness.requests(on: alice, in: run.join(alice, as: identities["alice"]!, of: 4)).sorted() == [1, 3])
         #expect(run.machine.summary.resumedPieces == 2)
-    }
-}
-
-/// A small deterministic generator, so every run picks the same pieces.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,3 +1,4 @@
+import PKITesting
 import Pieces
 import Testing
 
@@ -7,7 +8,7 @@ import Testing
 @Suite struct PieceOffersTests {
     /// 16 pieces of 256 KiB, two pieces on offer per connection.
     func offers() -> PieceOffers {
-        var random = SplitMix64(seed: 3)
+        var random = SplitMix(seed: 3)
         return PieceOffers(pieceCount: 16, pieceSize: 256 * 1024, windowBytes: 512 * 1024, random: &random)
     }
 
@@ -86,7 +87,7 @@ import Testing
     }
 
     @Test func aSmallWindowStillKeepsTwoPiecesOnOffer() {
-        var random = SplitMix64(seed: 1)
+        var random = SplitMix(seed: 1)
         var offers = PieceOffers(pieceCount: 4, pieceSize: 64 * 1024 * 1024, windowBytes: 4 * 1024 * 1024, random: &random)
         #expect(offers.window == 2)
         #expect(offers.opened(1).heldCount == 2)
