@@ -17,7 +17,7 @@ public struct MTorrent: Sendable {
     /// The only hash algorithm of both versions.
     public static let hashAlgorithm = "sha256"
     /// Most tracker lines one file may name.
-    public static let maximumTrackers = 8
+    public static let maximumTrackers = 32
     /// Largest `.mtorrent` accepted: enough for the most pieces a layout allows.
     public static let maximumFileSize = 24 * 1024 * 1024
 

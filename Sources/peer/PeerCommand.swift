@@ -36,8 +36,7 @@ struct PeerCommand: AsyncParsableCommand {
     )
 
     @Argument(help: "Address to serve other peers on, ip:port (port 0 picks a free port).") var address: String
-    @Argument(help: "The first tracker, host:port.") var tracker1: String
-    @Argument(help: "The second tracker, host:port.") var tracker2: String
+    @Argument(help: ArgumentHelp("The trackers, host:port each: one or more (at most \(MTorrent.maximumTrackers)), all asked at once; without any, the config file's 'trackers'.", valueName: "tracker")) var trackers: [String] = []
     @Option(help: ArgumentHelp("The PKI folder.", valueName: "dir")) var pki: String?
     @Option(help: "The peer's certificate name (issued/NAME.crt and .key).") var name: String?
     @Option(help: ArgumentHelp("Where the share index lives.", valueName: "dir")) var state: String?
@@ -49,14 +48,12 @@ struct PeerCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let listen = TrackerAddress(address, allowingPortZero: true) else { throw ValidationError("'\(address)' is not ip:port") }
-        guard let first = TrackerAddress(tracker1), let second = TrackerAddress(tracker2) else {
-            throw ValidationError("trackers must be given as host:port")
-        }
         let file = try config.map { try ConfigFile(path: $0, knownKeys: PeerConfiguration.configFileKeys) }
+        let trackerAddresses = try Self.trackers(trackers.isEmpty ? (file?.string("trackers") ?? "").split(separator: " ").map(String.init) : trackers)
         let backend = try TLSBackend.named(tlsBackend ?? file?.string("tls-backend") ?? TLSBackend.openssl.rawValue)
         let peerName = name ?? file?.string("name") ?? "peer"
         var settings = PeerConfiguration(
-            host: listen.host, port: Int(listen.port), trackers: [first, second], pki: PKILayout(folder: pki ?? file?.string("pki") ?? "./pki"),
+            host: listen.host, port: Int(listen.port), trackers: trackerAddresses, pki: PKILayout(folder: pki ?? file?.string("pki") ?? "./pki"),
             name: peerName, stateFolder: state ?? file?.string("state") ?? "./peer-state-\(peerName)"
         )
         settings.tlsBackend = backend
@@ -143,6 +140,23 @@ struct PeerCommand: AsyncParsableCommand {
         try await group.shutdownGracefully()
         try await threadPool.shutdownGracefully()
         if !allSucceeded { throw ExitCode(1) }
+    }
+
+    /// The tracker addresses given, checked: one or more, no repeats, as many as a `.mtorrent` may name.
+    static func trackers(_ texts: [String]) throws -> [TrackerAddress] {
+        guard !texts.isEmpty else {
+            throw ValidationError("name at least one tracker (host:port) after the peer's address, or 'trackers = host:port …' in the config file")
+        }
+        guard texts.count <= MTorrent.maximumTrackers else {
+            throw ValidationError("at most \(MTorrent.maximumTrackers) trackers, not \(texts.count): a .mtorrent names every tracker of its peer")
+        }
+        var addresses: [TrackerAddress] = []
+        for text in texts {
+            guard let address = TrackerAddress(text) else { throw ValidationError("tracker '\(text)' is not host:port") }
+            guard !addresses.contains(address) else { throw ValidationError("tracker \(address) is named twice") }
+            addresses.append(address)
+        }
+        return addresses
     }
 
     /// The limits a configuration file sets (the rest keep their defaults).

@@ -139,6 +139,31 @@ import Wire
         #expect(try bob.run("get data.mtorrent copy2.bin").hasPrefix("FAILURE: TRACKERS_UNREACHABLE"))
     }
 
+    @Test func aPeerNamesOneTrackerOrManyAndTheConfigFileMayNameThem() throws {
+        let t1 = try tracker("tracker1")
+        let t2 = try tracker("tracker2")
+        // One tracker, as the only one: the .mtorrent names just it.
+        let alice = try peer("alice", [t1.address.description])
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        let mtorrent = try String(contentsOfFile: ca.folder.file("data.mtorrent"), encoding: .utf8)
+        #expect(mtorrent.components(separatedBy: "\ntracker ").count == 2, "\(mtorrent.prefix(200))")
+        // Three trackers, one of which is down and one of which knows nothing: all are asked at once.
+        let bob = try peer("bob", ["127.0.0.1:1", t2.address.description, t1.address.description])
+        #expect(try bob.run("get data.mtorrent copy.bin").hasPrefix("SUCCESS:"))
+        #expect(FileManager.default.contentsEqual(atPath: ca.folder.file("data.bin"), andPath: ca.folder.file("copy.bin")))
+        // No tracker on the command line: the config file's `trackers` list.
+        try "trackers = \(t2.address) \(t1.address)\n".write(toFile: ca.folder.file("carol.conf"), atomically: true, encoding: .utf8)
+        let carol = try PeerProcess(folder: folder, name: "carol", trackers: [], pki: ca.layout.folder, extra: ["--config", ca.folder.file("carol.conf")])
+        #expect(try carol.run("get data.mtorrent carol.bin").hasPrefix("SUCCESS:"))
+        let status = try carol.run("status")
+        #expect(status.contains("\(t2.address) up to date") && status.contains("\(t1.address) up to date"), "\(status)")
+        // No tracker anywhere, or one named twice: a clear refusal before anything starts.
+        for trackers in [[String](), [t1.address.description, t1.address.description]] {
+            let refused = try Command.product("peer", ["127.0.0.1:0"] + trackers + ["--pki", ca.layout.folder, "--name", "carol"], in: folder)
+            #expect(refused.status != 0 && (refused.errors.contains("at least one tracker") || refused.errors.contains("named twice")), "\(refused.errors)")
+        }
+    }
+
     @Test func theACLDeniesAndOnlyTheSignerMayWithdraw() throws {
         let t1 = try tracker("tracker1", acl: "allow share,get,remove group lab\n")
         let trackers = [t1.address.description, "127.0.0.1:1"]
