@@ -4,8 +4,8 @@ import Logging
 import NIOConcurrencyHelpers
 
 /// What the long-running programs (`tracker`, `peer`) share: logs to standard error at a level
-/// named in their configuration, a line on standard output written at once, and waiting for
-/// the signals that stop or reload them.
+/// named in their configuration, a line on standard output written at once, standard input as
+/// lines, and the signal that reloads them (SIGINT and SIGTERM are the service group's).
 public enum ProgramSupport {
     /// Sends swift-log output to standard error at `levelName` (trace … critical; default info).
     public static func bootstrapLogging(levelName: String?) throws {
@@ -72,49 +72,6 @@ public enum ProgramSupport {
         source.setEventHandler(handler: reload)
         source.resume()
         return source
-    }
-
-    /// Catches SIGINT and SIGTERM for the rest of the run and calls `stop` on the first one.
-    public static func onStop(_ stop: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
-        let queue = DispatchQueue(label: "stop")
-        let fired = NIOLockedValueBox(false)
-        return [SIGINT, SIGTERM].map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler {
-                let first = fired.withLockedValue { done in
-                    defer { done = true }
-                    return !done
-                }
-                if first { stop() }
-            }
-            source.resume()
-            return source
-        }
-    }
-
-    /// Returns on SIGINT or SIGTERM; calls `reload` on every SIGHUP, if given.
-    public static func waitForTermination(reload: (@Sendable () -> Void)? = nil) async {
-        let queue = DispatchQueue(label: "signals")
-        let stopSignals = [SIGINT, SIGTERM]
-        for number in stopSignals { signal(number, SIG_IGN) }
-        let sources = stopSignals.map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
-        let reloading = reload.map(onReload)
-        defer { withExtendedLifetime(reloading) {} }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumed = NIOLockedValueBox(false)
-            for source in sources.prefix(stopSignals.count) {
-                source.setEventHandler {
-                    let first = resumed.withLockedValue { done in
-                        defer { done = true }
-                        return !done
-                    }
-                    if first { continuation.resume() }
-                }
-            }
-            for source in sources { source.resume() }
-        }
-        withExtendedLifetime(sources) {}
     }
 }
 

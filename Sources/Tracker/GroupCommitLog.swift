@@ -28,11 +28,14 @@ final class GroupCommitLog: @unchecked Sendable {
         self.file = file
     }
 
-    /// Queues a change (the caller holds the registry's lock, which keeps the queue in its order).
-    func enqueue(_ change: Change) {
+    /// Queues a change (the caller holds the registry's lock, which keeps the queue in its order);
+    /// false once stopped, when nothing more is written.
+    func enqueue(_ change: Change) -> Bool {
         condition.withLock {
+            guard !stopped else { return false }
             queue.append(change)
             condition.signal()
+            return true
         }
     }
 

@@ -44,6 +44,8 @@ public final class Registry: Sendable {
     public let path: String
     /// Average bytes of a journal line in the last compaction, to estimate the state's size.
     private let bytesPerLine: NIOLockedValueBox<Int>
+    /// Signalled once the writer thread has ended: every change queued before has been written.
+    private let writerEnded = DispatchSemaphore(value: 0)
     /// Lines replayed before the registry makes room for the files the whole journal holds.
     private static let linesBeforeSizing = 65_536
 
@@ -89,7 +91,8 @@ public final class Registry: Sendable {
         // A torn last line, after the last line feed, was never answered: it is not replayed, and cut off.
         if !compacting, file.length > read.bytes { try file.truncate(to: read.bytes) }
         journal = GroupCommitLog(file: file)
-        let thread = Thread { [weak self, journal] in
+        let thread = Thread { [weak self, journal, writerEnded] in
+            defer { writerEnded.signal() }
             while journal.waitForWork() {
                 guard let self else { return }
                 self.commitQueued()
@@ -101,6 +104,14 @@ public final class Registry: Sendable {
 
     deinit {
         journal.stop()
+    }
+
+    /// Writes what is queued and stops the writer: for a tracker that is stopping, once the
+    /// changes it answered are in. False if the writer did not end within `seconds` (a disk that
+    /// does not answer); changes then left unwritten were never answered.
+    public func close(within seconds: Double) -> Bool {
+        journal.stop()
+        return writerEnded.wait(timeout: .now() + seconds) == .success
     }
 
     /// Number of files and of holder entries, for the start-up log line.
@@ -247,7 +258,11 @@ public final class Registry: Sendable {
     private func record(_ lines: [JournalLine], touching files: [FileID], in state: inout RegistryState, now: Date, done: @escaping @Sendable ((any Error)?) -> Void) {
         let replaced = files.map { ($0, state.stored($0)) }
         for line in lines { state.apply(line, now: now) }
-        journal.enqueue(GroupCommitLog.Change(lines: lines.map(\.text), replaced: replaced, done: done))
+        guard journal.enqueue(GroupCommitLog.Change(lines: lines.map(\.text), replaced: replaced, done: done)) else {
+            for (file, entry) in replaced.reversed() { state.restore(file, to: entry) }
+            done(RegistryClosed(path: path))
+            return
+        }
     }
 
     /// Writes every queued change in one append and sync, then answers them (writer thread).
@@ -324,6 +339,13 @@ public final class Registry: Sendable {
         if entry.withdrawn { lines.append(.withdraw(file: file, signer: nil)) }
         return lines
     }
+}
+
+/// A change that came after the registry was closed: the tracker is stopping, and it was not recorded.
+public struct RegistryClosed: Error, CustomStringConvertible {
+    public let path: String
+
+    public var description: String { "\(path) is closed: the tracker is stopping" }
 }
 
 /// A `seeders.txt` the tracker refuses to start from: a damaged line before the end, which a crash

@@ -37,11 +37,13 @@ public struct TrackerConfiguration: Sendable {
     /// Seconds between looks at the CA certificate, CRL, ACL and the tracker's own certificate and
     /// key: a changed file is loaded as on SIGHUP.
     public var fileWatchInterval: Int64 = 2
+    /// Seconds a graceful stop may take: answering what is in flight and writing the journal.
+    public var stopTimeout = 10
 
     /// The keys a tracker configuration file may set (config/tracker.conf.example documents each).
     public static let configFileKeys: Set<String> = [
         "pki", "name", "acl", "data", "ttl", "max-connections", "max-connections-per-peer", "max-files-per-peer", "idle-timeout", "handshake-timeout",
-        "tls-backend", "log-level", "requests-per-second", "request-burst", "file-watch-interval",
+        "tls-backend", "log-level", "requests-per-second", "request-burst", "file-watch-interval", "stop-timeout",
     ]
 
     public init(host: String, port: Int, pki: PKILayout, name: String, aclPath: String?, dataFolder: String) {
@@ -72,7 +74,8 @@ public final class TrackerServer: Sendable {
     private let acl: NIOLockedValueBox<AccessControlList>
     private let connections = NIOLockedValueBox<[ObjectIdentifier: (channel: Channel, identity: VerifiedIdentity)]>([:])
     private let channel = NIOLockedValueBox<Channel?>(nil)
-    private let connectionCount = NIOLockedValueBox(0)
+    /// Every connection open now, authenticated or still in its handshake.
+    private let openChannels = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
     /// Requests each certificate may still send (nil without a limit).
     private let requestBudgets: CertificateBudgets?
     /// Log lines each certificate may still cause: a flood of requests cannot flood the log.
@@ -136,12 +139,46 @@ public final class TrackerServer: Sendable {
     }
 
     /// Connections open now, authenticated or still in their handshake.
-    public var openConnections: Int { connectionCount.withLockedValue { $0 } }
+    public var openConnections: Int { openChannels.withLockedValue { $0.count } }
 
-    /// Stops accepting and closes every connection.
+    /// Stops accepting and closes every connection at once.
     public func stop() {
         channel.withLockedValue { $0 }?.close(promise: nil)
-        for (_, connection) in connections.withLockedValue({ $0 }) { connection.channel.close(promise: nil) }
+        for channel in openChannels.withLockedValue({ $0.values }) { channel.close(promise: nil) }
+    }
+
+    /// Stops gracefully: takes no more connections or requests, answers the requests already read
+    /// (a change once its journal line is durable), closes each connection after its last answer,
+    /// and writes what the registry has queued. Whatever is still open after `seconds` is closed;
+    /// false if anything had to be cut short.
+    public func shutDown(within seconds: Double) async -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        try? await channel.withLockedValue { $0 }?.close()
+        let open = openChannels.withLockedValue { Array($0.values) }
+        logger.info("stopping: answering the requests in flight", metadata: ["connections": "\(open.count)"])
+        for channel in open { channel.pipeline.fireUserInboundEventTriggered(TrackerSession.Drain()) }
+        let drained = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for channel in open { try? await channel.closeFuture.get() }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(until: deadline)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        if !drained {
+            logger.warning("stopping: closing connections whose answers did not finish in time")
+            stop()
+        }
+        // The journal gets what is left of the bound, and a second at least.
+        let remaining = max(1, Double((deadline - ContinuousClock.now).components.seconds))
+        let written = await Task.detached { [registry] in registry.close(within: remaining) }.value
+        if !written { logger.error("stopping: the journal's last writes did not finish in time", metadata: ["path": "\(registry.path)"]) }
+        return drained && written
     }
 
     /// Reloads the CA certificate, the CRL, the ACL and the tracker's own certificate and key (the
@@ -213,9 +250,9 @@ public final class TrackerServer: Sendable {
     }
 
     private func setUp(_ child: Channel) throws {
-        let admitted = connectionCount.withLockedValue { count -> Bool in
-            guard count < configuration.maximumConnections else { return false }
-            count += 1
+        let admitted = openChannels.withLockedValue { open -> Bool in
+            guard open.count < configuration.maximumConnections else { return false }
+            open[ObjectIdentifier(child)] = child
             return true
         }
         guard admitted else {
@@ -224,7 +261,7 @@ public final class TrackerServer: Sendable {
             return
         }
         child.closeFuture.whenComplete { [self] _ in
-            connectionCount.withLockedValue { $0 -= 1 }
+            openChannels.withLockedValue { $0[ObjectIdentifier(child)] = nil }
             connections.withLockedValue { $0[ObjectIdentifier(child)] = nil }
         }
         let session = TrackerSession(server: self, remote: child.remoteAddress)
@@ -379,10 +416,15 @@ final class TrackerSession: ChannelInboundHandler {
     private var answering = 0
     private var lastAnswer: EventLoopFuture<Void>?
     private var reading = true
+    /// The tracker is stopping: no more requests are read, and the connection closes after its last answer.
+    private var draining = false
     /// Requests one connection may have waiting for their answers before it is no longer read from.
     static let maximumAnswering = 64
     /// Malformed requests tolerated on one connection before it is closed.
     static let maximumBadRequests = 10
+
+    /// Sent through every connection when the tracker stops gracefully.
+    struct Drain {}
 
     init(server: TrackerServer, remote: SocketAddress?) {
         self.server = server
@@ -400,6 +442,10 @@ final class TrackerSession: ChannelInboundHandler {
             }
             self.identity = identity
             server.log(.debug, "peer connected", identity: identity, ["host": "\(host)"])
+        } else if event is Drain {
+            draining = true
+            adjustReading(context: context)
+            if identity == nil || answering == 0 { context.close(promise: nil) }
         } else if event is IdleStateHandler.IdleStateEvent {
             server.log(.info, "closing an idle connection", identity: identity)
             context.close(promise: nil)
@@ -409,7 +455,7 @@ final class TrackerSession: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let line = unwrapInboundIn(data)
-        guard let identity else { return }
+        guard let identity, !draining else { return }
         let response: EventLoopFuture<TrackerResponse>
         do {
             let request = try TrackerRequest(line: line)
@@ -441,13 +487,13 @@ final class TrackerSession: ChannelInboundHandler {
         answering -= 1
         let text = response.lines.map { $0 + "\n" }.joined()
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: text)), promise: nil)
-        if closeAfter { context.close(promise: nil) }
+        if closeAfter || (draining && answering == 0) { context.close(promise: nil) }
         adjustReading(context: context)
     }
 
     /// Reads requests only while the client reads its answers and has few waiting for the journal.
     private func adjustReading(context: ChannelHandlerContext) {
-        let wanted = context.channel.isWritable && answering < Self.maximumAnswering
+        let wanted = !draining && context.channel.isWritable && answering < Self.maximumAnswering
         guard wanted != reading else { return }
         reading = wanted
         context.channel.setOption(ChannelOptions.autoRead, value: wanted).whenFailure { _ in }

@@ -9,6 +9,7 @@ import NIOCore
 import NIOPosix
 import PKI
 import Peer
+import ServiceLifecycle
 import TLS
 
 @main
@@ -90,9 +91,28 @@ struct PeerCommand: AsyncParsableCommand {
         defer { withExtendedLifetime(reloading) {} }
         FileHandle.standardError.write(Data("peer '\(peerName)' serving on \(listen.host):\(node.servingPort)\n".utf8))
         let shell = Shell(node: node, json: json)
-        // Commands come from standard input until it ends, `exit`, or SIGINT/SIGTERM: a signal ends
-        // the running downloads at once (their .part files stay for the same get to resume), then
-        // the peer leaves the trackers and stops.
+        let outcome = SessionOutcome()
+        let session = ClosureService { [json, logger] in
+            try await Self.runCommands(shell: shell, node: node, json: json, keepSeeding: keepSeeding, outcome: outcome, logger: logger)
+        }
+        // The service ending by itself (end of input, `exit`) ends the group as a signal would.
+        let services = [ServiceGroupConfiguration.ServiceConfiguration(service: session, successTerminationBehavior: .gracefullyShutdownGroup)]
+        try await ServiceGroup(configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+        await node.stop()
+        try await group.shutdownGracefully()
+        try await threadPool.shutdownGracefully()
+        if !outcome.allSucceeded.withLockedValue({ $0 }) { throw ExitCode(1) }
+    }
+
+    /// Whether every command of the session succeeded, for the exit status.
+    final class SessionOutcome: Sendable {
+        let allSucceeded = NIOLockedValueBox(true)
+    }
+
+    /// Runs the commands of standard input until it ends or `exit`, then keeps seeding if asked,
+    /// until SIGINT or SIGTERM; a signal while commands run ends the running downloads at once
+    /// (their .part files stay for the same get to resume). The caller then leaves the trackers.
+    static func runCommands(shell: Shell, node: PeerNode, json: Bool, keepSeeding: Bool, outcome: SessionOutcome, logger: Logger) async throws {
         let (lines, feed) = AsyncStream.makeStream(of: String.self)
         let input = ProgramSupport.standardInputLines(prompt: isatty(STDIN_FILENO) == 1 && !json ? "> " : nil)
         let reading = Task {
@@ -100,46 +120,39 @@ struct PeerCommand: AsyncParsableCommand {
             feed.finish()
         }
         let stopRequested = NIOLockedValueBox(false)
-        let stopping = ProgramSupport.onStop { [logger] in
+        let exitRequested = await withGracefulShutdownHandler {
+            var exitRequested = false
+            for await line in lines {
+                let command: ShellCommand
+                do throws(CommandFailure) {
+                    guard let parsed = try ShellCommand.parse(line) else { continue }
+                    command = parsed
+                } catch {
+                    shell.report(.failure(error))
+                    continue
+                }
+                if command == .exit {
+                    exitRequested = true
+                    break
+                }
+                shell.start(command)
+            }
+            return exitRequested
+        } onGracefulShutdown: {
             logger.notice("stopping: ending the running downloads and leaving the trackers")
             stopRequested.withLockedValue { $0 = true }
             feed.finish()
             node.abortDownloads()
         }
-        defer { withExtendedLifetime(stopping) {} }
-        var exitRequested = false
-        for await line in lines {
-            let command: ShellCommand
-            do throws(CommandFailure) {
-                guard let parsed = try ShellCommand.parse(line) else { continue }
-                command = parsed
-            } catch {
-                shell.report(.failure(error))
-                continue
-            }
-            if command == .exit {
-                exitRequested = true
-                break
-            }
-            shell.start(command)
-        }
         reading.cancel()
         let allSucceeded = await shell.finish()
+        outcome.allSucceeded.withLockedValue { $0 = allSucceeded }
         ProgramSupport.stopPrompt()
         if exitRequested { shell.report(await shell.perform(.exit)) }
         if keepSeeding && !exitRequested && !stopRequested.withLockedValue({ $0 }) {
             logger.info("keeping on seeding until SIGINT or SIGTERM")
-            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                let resumed = NIOLockedValueBox(false)
-                let resume: @Sendable () -> Void = { if resumed.withLockedValue({ was in defer { was = true }; return !was }) { done.resume() } }
-                stopping.forEach { $0.setEventHandler(handler: resume) }
-                if stopRequested.withLockedValue({ $0 }) { resume() }
-            }
+            try? await gracefulShutdown()
         }
-        await node.stop()
-        try await group.shutdownGracefully()
-        try await threadPool.shutdownGracefully()
-        if !allSucceeded { throw ExitCode(1) }
     }
 
     /// The tracker addresses given, checked: one or more, no repeats, as many as a `.mtorrent` may name.

@@ -8,6 +8,8 @@ import NIOCore
 import NIOPosix
 import PKI
 import TLS
+import ServiceLifecycle
+import NIOConcurrencyHelpers
 import Tracker
 
 @main
@@ -17,7 +19,8 @@ struct TrackerCommand: AsyncParsableCommand {
         abstract: "Run a MiniTorrent tracker: it records which peers hold which file, over mutual TLS.",
         discussion: """
             SIGHUP reloads the CA certificate, the CRL, the ACL and the tracker's own certificate and key; so does a change to any of those files \
-            (looked at every few seconds). SIGINT or SIGTERM stops the tracker. See config/tracker.conf.example.
+            (looked at every few seconds). SIGINT or SIGTERM stops the tracker gracefully: no new connections or requests, the requests read \
+            are answered, the journal is written, all within stop-timeout seconds (10 by default). See config/tracker.conf.example.
             """,
         version: Release.version
     )
@@ -53,6 +56,7 @@ struct TrackerCommand: AsyncParsableCommand {
         if let value = try file?.integer("requests-per-second", in: 0...1_000_000) { settings.requestsPerSecond = value }
         if let value = try file?.integer("request-burst", in: 1...1_000_000) { settings.requestBurst = value }
         if let value = try file?.integer("file-watch-interval", in: 1...3600) { settings.fileWatchInterval = Int64(value) }
+        if let value = try file?.integer("stop-timeout", in: 1...3600) { settings.stopTimeout = value }
         try ProgramSupport.bootstrapLogging(levelName: logLevel ?? file?.string("log-level"))
         // Past a file-size limit a journal append fails (and is cut back) instead of killing the tracker.
         signal(SIGXFSZ, SIG_IGN)
@@ -61,16 +65,33 @@ struct TrackerCommand: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let bound = try server.start(group: group)
         ProgramSupport.say("tracker '\(settings.name)' listening on \(TrackerServer.format(bound)); registry \(server.registry.path)")
-        await ProgramSupport.waitForTermination {
+        let reloading = ProgramSupport.onReload {
             do {
                 try server.reload()
             } catch {
                 logger.error("reload failed; the previous CA, CRL and ACL stay in force", metadata: ["error": "\(error)"])
             }
         }
-        logger.info("stopping")
-        server.stop()
+        defer { withExtendedLifetime(reloading) {} }
+        let service = TrackerService(server: server, stopTimeout: Double(settings.stopTimeout))
+                let services = [ServiceGroupConfiguration.ServiceConfiguration(service: service, successTerminationBehavior: .gracefullyShutdownGroup)]
+        try await ServiceGroup(configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
         try await group.shutdownGracefully()
-        ProgramSupport.say("tracker stopped")
+        ProgramSupport.say(service.cleanStop.withLockedValue { $0 } ? "tracker stopped" : "tracker stopped; some answers or journal writes were cut short (see the log)")
+    }
+}
+
+/// The tracker under the service group: it serves until SIGINT or SIGTERM starts a graceful
+/// shutdown, then stops the server within its bound.
+struct TrackerService: Service {
+    let server: TrackerServer
+    let stopTimeout: Double
+    /// Whether the stop answered everything in flight and wrote the journal in time.
+    let cleanStop = NIOLockedValueBox(false)
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        let clean = await server.shutDown(within: stopTimeout)
+        cleanStop.withLockedValue { $0 = clean }
     }
 }

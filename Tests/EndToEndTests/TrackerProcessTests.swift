@@ -69,6 +69,11 @@ final class TrackerProcess {
         kill(process.processIdentifier, number)
     }
 
+    /// What the tracker printed after its first line, once it has exited.
+    func remainingOutput() -> String {
+        String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+
     func stop() {
         if process.isRunning {
             process.terminate()
@@ -155,6 +160,26 @@ final class TrackerProcess {
             return
         }
         #expect(holders.map(\.name) == ["alice"])
+    }
+
+    @Test func sigtermStopsTheTrackerCleanlyWithItsAnsweredSharesKept() async throws {
+        let first = try start()
+        let (file, request) = try share("data.bin", size: 42, of: 0x5a, port: 7001, signedBy: "alice")
+        #expect(try await client("alice", first).send(request) == .ok("shared \(file) from 127.0.0.1:7001"))
+        let signalled = Date()
+        first.signal(SIGTERM)
+        let deadline = Date() + 20
+        while first.process.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!first.process.isRunning, "still running \(Date().timeIntervalSince(signalled)) s after SIGTERM")
+        guard !first.process.isRunning else { return }
+        #expect(first.process.terminationStatus == 0)
+        #expect(first.remainingOutput().contains("tracker stopped\n"))
+        let second = try start()
+        defer { second.stop() }
+        guard case .holders(42, "data.bin", _) = try await client("bob", second).send(.get(file: file)) else {
+            Issue.record("the share answered before SIGTERM was lost")
+            return
+        }
     }
 
     @Test func aRevokedPeerIsRefusedAfterSIGHUP() async throws {

@@ -43,19 +43,23 @@ final class RawLineClient: @unchecked Sendable {
     /// Sends every line in one write and returns the first line of each answer, in order: the
     /// tracker reads them back to back, however slowly this test is scheduled.
     func exchange(all lines: [String]) async throws -> [String] {
-        let promises = try await channel.eventLoop.submit { [collector, channel] () -> [EventLoopPromise<String>] in
+        var answers: [String] = []
+        for answer in try await send(all: lines) { answers.append(try await answer.get()) }
+        return answers
+    }
+
+    /// Sends every line in one write; each future is the first line of its answer.
+    func send(all lines: [String]) async throws -> [EventLoopFuture<String>] {
+        try await channel.eventLoop.submit { [collector, channel] () -> [EventLoopFuture<String>] in
             let promises = lines.map { _ in channel.eventLoop.makePromise(of: String.self) }
             guard channel.isActive else {
                 for promise in promises { promise.fail(WireError.closed) }
-                return promises
+                return promises.map(\.futureResult)
             }
             collector.waiting.append(contentsOf: promises)
             channel.writeAndFlush(channel.allocator.buffer(string: lines.map { $0 + "\n" }.joined()), promise: nil)
-            return promises
+            return promises.map(\.futureResult)
         }.get()
-        var answers: [String] = []
-        for promise in promises { answers.append(try await promise.futureResult.get()) }
-        return answers
     }
 
     deinit {
