@@ -181,6 +181,7 @@ let package = Package(
             dependencies: ["Peer", "Wire", "PKI", "Pieces", "PKITesting", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(name: "FileIOTests", dependencies: ["FileIO"]),
+        .testTarget(name: "ConsoleTests", dependencies: ["Console", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MTorrentFormat", "PKI"]),
         .testTarget(
             name: "WireTests",

@@ -7,16 +7,13 @@ import NIOConcurrencyHelpers
 /// named in their configuration, a line on standard output written at once, standard input as
 /// lines, and the signal that reloads them (SIGINT and SIGTERM are the service group's).
 public enum ProgramSupport {
-    /// Sends swift-log output to standard error at `levelName` (trace … critical; default info).
+    /// Sends swift-log output to standard error as readable lines (``ReadableLogHandler``) at
+    /// `levelName` (trace … critical; default info).
     public static func bootstrapLogging(levelName: String?) throws {
         guard let level = Logger.Level(rawValue: levelName ?? "info") else {
             throw ProgramSupportError("log level '\(levelName ?? "")' is not one of trace, debug, info, notice, warning, error, critical")
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        LoggingSystem.bootstrap { label in ReadableLogHandler(label: label, logLevel: level) }
     }
 
     /// Writes one line to standard output at once, whole even when several tasks answer at the

@@ -273,7 +273,7 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
             guard let identity = connection.identity, trust.revokes(identity) else { continue }
             exclude(connection.holder)
             actions.append(.log(.warning, "closing the connection to a holder whose certificate is revoked", [
-                "peer": "\(identity.name)", "fingerprint": "\(identity.fingerprint)", "address": "\(connection.holder.address)", "file": "\(file)",
+                "peer": "\(identity.name)", "fingerprint": "\(identity.fingerprint.prefix(16))", "address": "\(connection.holder.address)",
             ]))
             close(id, because: "its certificate is revoked", &actions)
         }
@@ -300,8 +300,7 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
             holders[key] = state
         }
         actions.append(.log(.info, "connection to a holder ended", [
-            "peer": "\(connection.holder.name)", "address": "\(connection.holder.address)", "file": "\(file)",
-            "reason": "\(reason ?? "closed by the holder")",
+            "peer": "\(connection.holder.name)", "address": "\(connection.holder.address)", "reason": "\(reason ?? "closed by the holder")",
         ]))
         fillAll(now: now, &actions)
         connectMore(now: now, &actions)
@@ -315,7 +314,7 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
         exclude(holder)
         if !banned.contains(holder.name) { banned.append(holder.name) }
         actions.append(.log(.error, "banned for this download: \(reason)", [
-            "peer": "\(holder.name)", "fingerprint": "\(holder.fingerprint)", "address": "\(holder.address)", "piece": "\(piece)", "file": "\(file)",
+            "peer": "\(holder.name)", "fingerprint": "\(holder.fingerprint.prefix(16))", "address": "\(holder.address)", "piece": "\(piece)",
         ]))
         if let id { close(id, because: "banned: \(reason)", &actions) }
     }

@@ -368,7 +368,7 @@ public final class PeerNode: @unchecked Sendable {
         let part = try await openPart(location: location, torrent: torrent)
         let file = FileID(bytes: torrent.root)!
         var logger = self.logger
-        logger[metadataKey: "file"] = "\(file)"
+        logger[metadataKey: "file"] = "\(file.label(torrent.name))"
         if part.resumed.heldCount > 0 {
             logger.info("resuming: pieces of an earlier attempt verified again", metadata: ["pieces": "\(part.resumed.heldCount)/\(part.resumed.count)"])
         }

@@ -105,8 +105,9 @@ final class SeedSession: ChannelInboundHandler {
 
     private func hello(_ file: FileID, context: ChannelHandlerContext) {
         guard serving == nil else { return refuse(.badRequest, "one file per connection", context: context) }
-        logger[metadataKey: "file"] = "\(file)"
+        logger[metadataKey: "file"] = "\(file.short)"
         if let entry = index.entry(for: file) {
+            logger[metadataKey: "file"] = "\(file.label(entry.dataPath.split(separator: "/").last.map(String.init) ?? entry.dataPath))"
             let fd = open(entry.dataPath, O_RDONLY | O_CLOEXEC)
             guard fd >= 0, FileStamp(fd: fd)?.matches(entry) == true else {
                 if fd >= 0 { close(fd) }

@@ -100,7 +100,7 @@ public final class Seeder: Sendable {
     func stopServing(_ file: FileID) -> Int {
         let closing = uploads.withLockedValue { $0.values.filter { $0.file == file } }
         for upload in closing {
-            logger.info("closing an upload: the file is no longer shared", metadata: ["peer": "\(upload.identity.name)", "file": "\(file)"])
+            logger.info("closing an upload: the file is no longer shared", metadata: ["peer": "\(upload.identity.name)", "file": "\(file.short)"])
             upload.channel.close(promise: nil)
         }
         return closing.count
@@ -111,7 +111,7 @@ public final class Seeder: Sendable {
         let closing = uploads.withLockedValue { $0.values.filter { trust.revokes($0.identity) } }
         for upload in closing {
             logger.warning("closing an upload to a revoked certificate", metadata: [
-                "peer": "\(upload.identity.name)", "fingerprint": "\(upload.identity.fingerprint)", "file": "\(upload.file.map { "\($0)" } ?? "none yet")",
+                "peer": "\(upload.identity.name)", "fingerprint": "\(upload.identity.fingerprint.prefix(16))", "file": "\(upload.file?.short ?? "none yet")",
             ])
             upload.channel.close(promise: nil)
         }

@@ -361,7 +361,7 @@ public final class TrackerServer: Sendable {
             do throws(ProofRefusal) {
                 claim = try proofs.check(proof, of: file)
             } catch {
-                log(.warning, "refused a share without a valid proof", identity: identity, ["file": "\(file)", "reason": "\(error.message)"])
+                log(.warning, "refused a share without a valid proof", identity: identity, ["file": "\(file.short)", "reason": "\(error.message)"])
                 return .refused(code: .proofInvalid, message: error.message)
             }
             return try await registry.share(
