@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// What the long-running programs (`tracker`, `peer`) share: logs to standard error at a level
 /// named in their configuration, a line on standard output written at once, standard input as
@@ -34,27 +35,22 @@ public enum ProgramSupport {
         }
     }
 
-    /// The lines of standard input, read on a thread of their own so that a blocked read never
-    /// holds a thread that commands run on. With a `prompt` (for a terminal), it is shown before
-    /// each read and again after each answer until ``stopPrompt()``.
-    public static func standardInputLines(prompt: String?) -> AsyncStream<String> {
+    /// The lines of standard input (``StandardInput``). With a `prompt` (for a terminal), it is
+    /// shown now, after each line read and again after each answer until ``stopPrompt()``.
+    public static func standardInputLines(prompt: String?, group: EventLoopGroup) async -> AsyncStream<InputLine> {
         Screen.state.withLockedValue { $0.prompt = prompt }
-        let (lines, continuation) = AsyncStream.makeStream(of: String.self)
-        let reader = Thread {
-            while true {
-                Screen.state.withLockedValue { screen in
-                    guard let prompt = screen.prompt, !screen.promptShown else { return }
-                    Screen.writeOutput(prompt)
-                    screen.promptShown = true
-                }
-                guard let line = readLine() else { break }
-                Screen.state.withLockedValue { $0.promptShown = false }
-                continuation.yield(line)
+        let showPrompt: @Sendable () -> Void = {
+            Screen.state.withLockedValue { screen in
+                guard let prompt = screen.prompt, !screen.promptShown else { return }
+                Screen.writeOutput(prompt)
+                screen.promptShown = true
             }
-            continuation.finish()
         }
-        reader.start()
-        return lines
+        showPrompt()
+        return await StandardInput.lines(group: group) {
+            Screen.state.withLockedValue { $0.promptShown = false }
+            showPrompt()
+        }
     }
 
     /// No more prompt: the program is leaving.

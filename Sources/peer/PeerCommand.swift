@@ -93,7 +93,7 @@ struct PeerCommand: AsyncParsableCommand {
         let shell = Shell(node: node, json: json)
         let outcome = SessionOutcome()
         let session = ClosureService { [json, logger] in
-            try await Self.runCommands(shell: shell, node: node, json: json, keepSeeding: keepSeeding, outcome: outcome, logger: logger)
+            try await Self.runCommands(shell: shell, node: node, group: group, json: json, keepSeeding: keepSeeding, outcome: outcome, logger: logger)
         }
         // The service ending by itself (end of input, `exit`) ends the group as a signal would.
         let services = [ServiceGroupConfiguration.ServiceConfiguration(service: session, successTerminationBehavior: .gracefullyShutdownGroup)]
@@ -112,9 +112,9 @@ struct PeerCommand: AsyncParsableCommand {
     /// Runs the commands of standard input until it ends or `exit`, then keeps seeding if asked,
     /// until SIGINT or SIGTERM; a signal while commands run ends the running downloads at once
     /// (their .part files stay for the same get to resume). The caller then leaves the trackers.
-    static func runCommands(shell: Shell, node: PeerNode, json: Bool, keepSeeding: Bool, outcome: SessionOutcome, logger: Logger) async throws {
-        let (lines, feed) = AsyncStream.makeStream(of: String.self)
-        let input = ProgramSupport.standardInputLines(prompt: isatty(STDIN_FILENO) == 1 && !json ? "> " : nil)
+    static func runCommands(shell: Shell, node: PeerNode, group: EventLoopGroup, json: Bool, keepSeeding: Bool, outcome: SessionOutcome, logger: Logger) async throws {
+        let (lines, feed) = AsyncStream.makeStream(of: InputLine.self)
+        let input = await ProgramSupport.standardInputLines(prompt: isatty(STDIN_FILENO) == 1 && !json ? "> " : nil, group: group)
         let reading = Task {
             for await line in input { feed.yield(line) }
             feed.finish()
@@ -122,7 +122,14 @@ struct PeerCommand: AsyncParsableCommand {
         let stopRequested = NIOLockedValueBox(false)
         let exitRequested = await withGracefulShutdownHandler {
             var exitRequested = false
-            for await line in lines {
+            for await input in lines {
+                let line: String
+                switch input {
+                case .text(let text): line = text
+                case .tooLong(let limit):
+                    shell.report(.failure(CommandFailure(.invalidArguments, "a command line longer than \(limit) bytes was ignored")))
+                    continue
+                }
                 let command: ShellCommand
                 do throws(CommandFailure) {
                     guard let parsed = try ShellCommand.parse(line) else { continue }

@@ -19,9 +19,10 @@ struct Command {
         fatalError("cannot find the built mtca next to \(executable.path)")
     }()
 
-    /// Runs a built product by name; `input`, if given, is its whole standard input.
-    static func product(_ name: String, _ arguments: [String], in folder: String, input: String? = nil) throws -> Result {
-        try run(productsFolder.appendingPathComponent(name).path, arguments, in: folder, input: input)
+    /// Runs a built product by name; `input`, if given, is its whole standard input, through a
+    /// pipe, or else the file at `inputFile`.
+    static func product(_ name: String, _ arguments: [String], in folder: String, input: String? = nil, inputFile: String? = nil) throws -> Result {
+        try run(productsFolder.appendingPathComponent(name).path, arguments, in: folder, input: input, inputFile: inputFile)
     }
 
     /// Runs a tool found on the PATH.
@@ -31,7 +32,7 @@ struct Command {
 
     /// Runs `path` with `input` (or nothing) on its standard input; a run that takes longer than
     /// `timeout` seconds is killed and reported as status -1.
-    static func run(_ path: String, _ arguments: [String], in folder: String, input: String? = nil, timeout: TimeInterval = 60) throws -> Result {
+    static func run(_ path: String, _ arguments: [String], in folder: String, input: String? = nil, inputFile: String? = nil, timeout: TimeInterval = 60) throws -> Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path)
         process.arguments = arguments
@@ -41,10 +42,16 @@ struct Command {
         process.standardOutput = output
         process.standardError = errors
         let inputPipe = Pipe()
-        process.standardInput = input == nil ? FileHandle.nullDevice : inputPipe
+        if input != nil {
+            process.standardInput = inputPipe
+        } else if let inputFile {
+            process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inputFile))
+        } else {
+            process.standardInput = FileHandle.nullDevice
+        }
         try process.run()
         if let input {
-            // Small enough for the pipe's buffer: the write cannot block on a process that does not read.
+            // The process reads it all, so a write larger than the pipe's buffer only waits for it.
             try inputPipe.fileHandleForWriting.write(contentsOf: Data(input.utf8))
             try inputPipe.fileHandleForWriting.close()
         }

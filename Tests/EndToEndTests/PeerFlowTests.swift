@@ -164,6 +164,24 @@ import Wire
         }
     }
 
+    @Test func commandsAreReadAlikeFromAPipeAndAFileWhateverTheirLineEnds() throws {
+        let input = "status\n" + String(repeating: "x", count: 70_000) + "\nstatus\r\nhelp"
+        try input.write(toFile: ca.folder.file("commands.txt"), atomically: true, encoding: .utf8)
+        let arguments = ["127.0.0.1:0", "127.0.0.1:1", "--pki", ca.layout.folder, "--name", "alice", "--state", ca.folder.file("state-alice")]
+        for run in [
+            try Command.product("peer", arguments, in: folder, input: input),
+            try Command.product("peer", arguments, in: folder, inputFile: ca.folder.file("commands.txt")),
+        ] {
+            // Commands run side by side, so their answers may come in any order.
+            let answers = run.output.split(separator: "\n").map(String.init)
+            #expect(answers.count == 4, "\(answers)")
+            #expect(answers.count { $0.hasPrefix("SUCCESS: serving") } == 2, "\(answers)")
+            #expect(answers.contains("FAILURE: INVALID_ARGUMENTS a command line longer than 65536 bytes was ignored"))
+            #expect(answers.contains { $0.hasPrefix("SUCCESS:") && $0.contains("commands: share") }, "\(answers)")
+            #expect(run.status == 1)
+        }
+    }
+
     @Test func theACLDeniesAndOnlyTheSignerMayWithdraw() throws {
         let t1 = try tracker("tracker1", acl: "allow share,get,remove group lab\n")
         let trackers = [t1.address.description, "127.0.0.1:1"]

@@ -29,3 +29,30 @@ import Testing
         #expect(line.hasSuffix("request=\"GET x peer=admin \\\"q\\\"\""), "\(line)")
     }
 }
+
+/// Standard input is cut into lines the way a person typing or a script writing them means.
+@Suite struct InputLineSplitterTests {
+    @Test func linesEndAtLineFeedsWhateverTheChunksAndCarriageReturnsAreDropped() {
+        var splitter = InputLineSplitter()
+        var lines = splitter.take(Array("sta".utf8))
+        lines += splitter.take(Array("tus\r\n\nget a b\nhel".utf8))
+        lines += splitter.take(Array("p".utf8))
+        lines += splitter.finish()
+        #expect(lines == [.text("status"), .text(""), .text("get a b"), .text("help")])
+    }
+
+    @Test func anOverlongLineIsReportedOnceAndTheNextLineStillCounts() {
+        var splitter = InputLineSplitter()
+        var lines = splitter.take(Array(repeating: UInt8(ascii: "x"), count: InputLineSplitter.maximumLength + 10))
+        lines += splitter.take(Array(repeating: UInt8(ascii: "y"), count: InputLineSplitter.maximumLength))
+        lines += splitter.take(Array("\nstatus\n".utf8))
+        lines += splitter.finish()
+        #expect(lines == [.tooLong(limit: InputLineSplitter.maximumLength), .text("status")])
+    }
+
+    @Test func bytesThatAreNotUTF8DoNotStopTheInput() {
+        var splitter = InputLineSplitter()
+        let lines = splitter.take([0xff, 0x41, 0x0a, 0x42, 0x0a])
+        #expect(lines == [.text("\u{FFFD}A"), .text("B")])
+    }
+}
