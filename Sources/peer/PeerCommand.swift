@@ -65,6 +65,7 @@ struct PeerCommand: AsyncParsableCommand {
         if let file { settings.limits = try Self.limits(from: file) }
         try ProgramSupport.bootstrapLogging(levelName: logLevel ?? file?.string("log-level"))
         let keepSeeding = try self.keepSeeding || file?.flag("keep-seeding") == true
+        let json = try self.json || file?.flag("json") == true
         // Past a file-size limit a write fails with a clear error instead of killing the peer.
         signal(SIGXFSZ, SIG_IGN)
         var logger = Logger(label: "peer")
