@@ -18,7 +18,7 @@ public struct FileID: Hashable, Sendable, CustomStringConvertible {
     public var description: String { Hex.encode(bytes) }
 
     /// The first 12 hex digits: enough to tell files apart in a log line.
-    public var short: String { String(description.prefix(12)) }
+    public var short: String { Hex.encode(bytes.prefix(6)) }
 
     /// How a log line names the file: `name (short hash)`.
     public func label(_ name: String) -> String { "\(name) (\(short))" }

@@ -4,12 +4,12 @@ import FileIO
 import Foundation
 import Logging
 import MTorrentFormat
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PKI
-import TLS
 import ServiceLifecycle
-import NIOConcurrencyHelpers
+import TLS
 import Tracker
 
 @main
@@ -74,7 +74,7 @@ struct TrackerCommand: AsyncParsableCommand {
         }
         defer { withExtendedLifetime(reloading) {} }
         let service = TrackerService(server: server, stopTimeout: Double(settings.stopTimeout))
-                let services = [ServiceGroupConfiguration.ServiceConfiguration(service: service, successTerminationBehavior: .gracefullyShutdownGroup)]
+        let services = [ServiceGroupConfiguration.ServiceConfiguration(service: service, successTerminationBehavior: .gracefullyShutdownGroup)]
         try await ServiceGroup(configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
         try await group.shutdownGracefully()
         ProgramSupport.say(service.cleanStop.withLockedValue { $0 } ? "tracker stopped" : "tracker stopped; some answers or journal writes were cut short (see the log)")

@@ -31,6 +31,25 @@ import Wire
         #expect(try String(contentsOfFile: path, encoding: .utf8).hasSuffix("\n"))
     }
 
+    @Test func aChangeAfterTheRegistryClosedIsRefusedAndLeavesNothing() async throws {
+        let folder = TemporaryFolder()
+        let registry = try Registry(folder: folder.path, timeToLive: 300)
+        _ = try await registry.share(file: fileA, size: 5, name: "a", signer: alice, address: "127.0.0.1:1", identity: alice)
+        #expect(registry.close(within: 10))
+        await #expect(throws: RegistryClosed.self) {
+            _ = try await registry.share(file: fileB, size: 6, name: "b", signer: bob, address: "127.0.0.1:2", identity: bob)
+        }
+        guard case .failure(.fileNotFound, _) = registry.holders(of: fileB) else {
+            Issue.record("a share refused after the close is still listed")
+            return
+        }
+        let reopened = try Registry(folder: folder.path, timeToLive: 300)
+        guard case .holders(5, "a", _) = reopened.holders(of: fileA), case .failure(.fileNotFound, _) = reopened.holders(of: fileB) else {
+            Issue.record("the journal after the close holds the wrong files")
+            return
+        }
+    }
+
     @Test func theSignersRightToWithdrawSurvivesItLeavingAndARestart() async throws {
         let folder = TemporaryFolder()
         do {
