@@ -163,7 +163,8 @@ struct PeerCommand: AsyncParsableCommand {
         }
     }
 
-    /// The tracker addresses given, checked: one or more, no repeats, as many as a `.mtorrent` may name.
+    /// The tracker addresses given, checked: one or more, as many as a `.mtorrent` may name; one
+    /// named twice (as the original's two-tracker command line allows) is asked once.
     static func trackers(_ texts: [String]) throws -> [TrackerAddress] {
         guard !texts.isEmpty else {
             throw ValidationError("name at least one tracker (host:port) after the peer's address, or 'trackers = host:port …' in the config file")
@@ -174,8 +175,7 @@ struct PeerCommand: AsyncParsableCommand {
         var addresses: [TrackerAddress] = []
         for text in texts {
             guard let address = TrackerAddress(text) else { throw ValidationError("tracker '\(text)' is not host:port") }
-            guard !addresses.contains(address) else { throw ValidationError("tracker \(address) is named twice") }
-            addresses.append(address)
+            if !addresses.contains(address) { addresses.append(address) }
         }
         return addresses
     }
