@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -34,6 +36,17 @@ let package = Package(
             providers: [.apt(["libgnutls28-dev"])]
         ),
         .target(name: "FileIO"),
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .target(name: "Console", dependencies: [.product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
         .target(
             name: "PKI",
@@ -56,7 +69,7 @@ let package = Package(
             name: "TLS",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                "COpenSSL", "PKI",
+                "COpenSSL", "PKI", "Telemetry",
                 .target(name: "CGnuTLS", condition: .when(traits: ["GnuTLS"])),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -71,7 +84,7 @@ let package = Package(
             name: "Tracker",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                "Wire", "TLS", "PKI", "FileIO", "MTorrentFormat",
+                "Wire", "TLS", "PKI", "FileIO", "MTorrentFormat", "Telemetry",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -83,7 +96,7 @@ let package = Package(
             name: "Peer",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                "Wire", "TLS", "PKI", "MTorrentFormat", "Pieces", "FileIO",
+                "Wire", "TLS", "PKI", "MTorrentFormat", "Pieces", "FileIO", "Telemetry",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -96,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "tracker",
             dependencies: [
-                "Tracker", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console",
+                "Tracker", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console", "Telemetry",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -105,7 +118,7 @@ let package = Package(
         .executableTarget(
             name: "peer",
             dependencies: [
-                "Peer", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console",
+                "Peer", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console", "Telemetry",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -177,6 +190,16 @@ let package = Package(
             dependencies: ["Peer", "Wire", "PKI", "Pieces", "PKITesting", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(name: "FileIOTests", dependencies: ["FileIO"]),
+        .testTarget(
+            name: "TelemetryTests",
+            dependencies: [
+                "Telemetry",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MTorrentFormat", "PKI"]),
         .testTarget(
             name: "WireTests",

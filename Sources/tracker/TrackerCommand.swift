@@ -7,6 +7,7 @@ import MTorrentFormat
 import NIOCore
 import NIOPosix
 import PKI
+import Telemetry
 import TLS
 import Tracker
 
@@ -31,6 +32,8 @@ struct TrackerCommand: AsyncParsableCommand {
     @Option(help: "Seconds a holder stays listed without a heartbeat.") var ttl: Int?
     @Option(help: "TLS library: \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).") var tlsBackend: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel: String?
+    @Option(help: ArgumentHelp("Serve Prometheus metrics over plain HTTP at http://ip:port/metrics (off by default; prefer a loopback address).", valueName: "ip:port"))
+    var metrics: String?
 
     func run() async throws {
         guard let listen = TrackerAddress(address, allowingPortZero: true) else {
@@ -53,14 +56,28 @@ struct TrackerCommand: AsyncParsableCommand {
         if let value = try file?.integer("requests-per-second", in: 0...1_000_000) { settings.requestsPerSecond = value }
         if let value = try file?.integer("request-burst", in: 1...1_000_000) { settings.requestBurst = value }
         if let value = try file?.integer("file-watch-interval", in: 1...3600) { settings.fileWatchInterval = Int64(value) }
+        let metricsAddress = try (metrics ?? file?.string("metrics")).map { text in
+            guard let address = TrackerAddress(text, allowingPortZero: true) else { throw ValidationError("metrics: '\(text)' is not ip:port") }
+            return address
+        }
         try ProgramSupport.bootstrapLogging(levelName: logLevel ?? file?.string("log-level"))
+        // Before anything counts: without --metrics every counter stays a no-op.
+        let registry = metricsAddress.map { _ in Telemetry.bootstrap() }
         // Past a file-size limit a journal append fails (and is cut back) instead of killing the tracker.
         signal(SIGXFSZ, SIG_IGN)
         let logger = Logger(label: "tracker")
         let server = try TrackerServer(configuration: settings, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let bound = try server.start(group: group)
-        ProgramSupport.say("tracker '\(settings.name)' listening on \(TrackerServer.format(bound)); registry \(server.registry.path)")
+        var endpoint: MetricsEndpoint?
+        var started = "tracker '\(settings.name)' listening on \(TrackerServer.format(bound)); registry \(server.registry.path)"
+        if let registry, let metricsAddress {
+            let metricsEndpoint = MetricsEndpoint(registry: registry, beforeScrape: { server.recordMetrics() })
+            let address = try metricsEndpoint.start(host: metricsAddress.host, port: Int(metricsAddress.port), group: group)
+            endpoint = metricsEndpoint
+            started += "; metrics on http://\(TrackerServer.format(address))\(MetricsEndpoint.path)"
+        }
+        ProgramSupport.say(started)
         await ProgramSupport.waitForTermination {
             do {
                 try server.reload()
@@ -69,6 +86,7 @@ struct TrackerCommand: AsyncParsableCommand {
             }
         }
         logger.info("stopping")
+        endpoint?.stop()
         server.stop()
         try await group.shutdownGracefully()
         ProgramSupport.say("tracker stopped")
