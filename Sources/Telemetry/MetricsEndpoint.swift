@@ -50,14 +50,24 @@ public final class MetricsEndpoint: Sendable {
         self.beforeScrape = beforeScrape
     }
 
+    /// The endpoint could not listen where it was asked to (the address is taken or not ours).
+    public struct StartError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
     /// Binds and serves; returns the bound address (port 0 picks a free one).
-    public func start(host: String, port: Int, group: EventLoopGroup) throws -> SocketAddress {
-        let bound = try ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { [self] child in
-                child.eventLoop.makeCompletedFuture { try setUp(child) }
-            }
-            .bind(host: host, port: port).wait()
+    public func start(host: String, port: Int, group: EventLoopGroup) throws(StartError) -> SocketAddress {
+        let bound: Channel
+        do {
+            bound = try ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { [self] child in
+                    child.eventLoop.makeCompletedFuture { try setUp(child) }
+                }
+                .bind(host: host, port: port).wait()
+        } catch {
+            throw StartError(description: "cannot serve metrics on \(host):\(port): \(error)")
+        }
         channel.withLockedValue { $0 = bound }
         return bound.localAddress!
     }

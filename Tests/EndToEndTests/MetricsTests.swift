@@ -49,6 +49,8 @@ import Testing
         #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
         let summary = try bob.run("get data.mtorrent copy.bin")
         #expect(summary.hasPrefix("SUCCESS:"), "\(summary)")
+        // Plain HTTP at the tracker's TLS port: a handshake that fails, counted as such.
+        _ = try Command.system("curl", ["--silent", "--max-time", "5", "http://\(tracker.address)/"], in: folder)
         let pieces = try MTorrent.load(from: ca.folder.file("data.mtorrent"), trust: try ca.trust()).0.layout.pieceCount
 
         let seeder = Scrape(try scrape(aliceURL))
@@ -70,6 +72,7 @@ import Testing
         #expect(trackerScrape.sum("minitorrent_tracker_requests_total", #"operation="share""#, #"outcome="ok""#) >= 1)
         #expect(trackerScrape.sum("minitorrent_tracker_requests_total", #"operation="get""#, #"outcome="ok""#) >= 1)
         #expect(trackerScrape.sum("minitorrent_tls_handshakes_total", #"outcome="ok""#) >= 2)
+        #expect(trackerScrape.sum("minitorrent_tls_handshakes_total", #"outcome="failed""#) >= 1, "the plain HTTP request")
         #expect(trackerScrape.sum("minitorrent_tracker_registry_files") == 1)
         #expect(trackerScrape.sum("minitorrent_tracker_registry_holders") >= 1)
         #expect(trackerScrape.sum("minitorrent_tracker_journal_bytes") > 0)
