@@ -174,23 +174,29 @@ private final class MetricsRequestHandler: ChannelInboundHandler {
 
     private func respond(to request: HTTPRequestHead, context: ChannelHandlerContext) {
         let status = MetricsEndpoint.status(method: request.method, uri: request.uri)
-        var headers = HTTPHeaders([("Connection", "close")])
-        var body = context.channel.allocator.buffer(capacity: 0)
+        let body: EventLoopFuture<[UInt8]>
         switch status {
         case .ok:
-            body.writeBytes(endpoint.scrape())
-            headers.add(name: "Content-Type", value: MetricsEndpoint.contentType)
-        case .methodNotAllowed:
-            headers.add(name: "Allow", value: "GET, HEAD")
-            body.writeString("only GET \(MetricsEndpoint.path)\n")
-            headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
-        default:
-            body.writeString("not found; metrics are at \(MetricsEndpoint.path)\n")
-            headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+            // Off the event loop: the gauges set at scrape time may look at files.
+            let promise = context.eventLoop.makePromise(of: [UInt8].self)
+            promise.completeWithTask { [endpoint] in endpoint.scrape() }
+            body = promise.futureResult
+        case .methodNotAllowed: body = context.eventLoop.makeSucceededFuture(Array("only GET \(MetricsEndpoint.path)\n".utf8))
+        default: body = context.eventLoop.makeSucceededFuture(Array("not found; metrics are at \(MetricsEndpoint.path)\n".utf8))
         }
-        headers.add(name: "Content-Length", value: "\(body.readableBytes)")
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        body.whenSuccess { bytes in
+            let (handler, context) = bound.value
+            handler.send(status, bytes, to: request, context: context)
+        }
+    }
+
+    private func send(_ status: HTTPResponseStatus, _ body: [UInt8], to request: HTTPRequestHead, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders([("Connection", "close"), ("Content-Length", "\(body.count)")])
+        headers.add(name: "Content-Type", value: status == .ok ? MetricsEndpoint.contentType : "text/plain; charset=utf-8")
+        if status == .methodNotAllowed { headers.add(name: "Allow", value: "GET, HEAD") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))), promise: nil)
-        if request.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        if request.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil) }
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
     }
