@@ -1,26 +1,8 @@
-import CoreMetrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
-
-/// Turns the metrics on for this process: every ``CounterMetric`` and ``GaugeMetric`` counts into
-/// one Prometheus registry from now on. Only the first call bootstraps swift-metrics (it may happen
-/// once a process); later calls return the same registry.
-public enum Telemetry {
-    private static let registry = NIOLockedValueBox<PrometheusCollectorRegistry?>(nil)
-
-    public static func bootstrap() -> PrometheusCollectorRegistry {
-        registry.withLockedValue { registry in
-            if let registry { return registry }
-            let created = PrometheusCollectorRegistry()
-            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: created))
-            registry = created
-            return created
-        }
-    }
-}
 
 /// A small HTTP/1.1 server for Prometheus: `GET /metrics` answers the registry in the text
 /// exposition format, any other path 404 and any other method 405. It is bounded: a few
