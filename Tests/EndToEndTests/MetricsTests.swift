@@ -81,6 +81,34 @@ import Testing
         #expect(alice.finish() == 0)
         #expect(bob.finish() == 0)
     }
+
+    @Test func theTrackerCountsACLDenialsAndQuotaRefusalsByKind() throws {
+        try "allow share,get peer alice\n".write(toFile: ca.folder.file("acl"), atomically: true, encoding: .utf8)
+        try "max-files-per-peer = 1\nmetrics = 127.0.0.1:0\n".write(toFile: ca.folder.file("tracker.conf"), atomically: true, encoding: .utf8)
+        try Data(repeating: 7, count: 100_000).write(to: URL(fileURLWithPath: ca.folder.file("other.bin")))
+        let tracker = try TrackerProcess(folder: folder, arguments: [
+            "--pki", ca.layout.folder, "--name", "tracker1", "--data", ca.folder.file("tracker-data"), "--acl", ca.folder.file("acl"),
+            "--config", ca.folder.file("tracker.conf"),
+        ])
+        defer { tracker.stop() }
+        let trackerURL = try #require(tracker.metricsURL, "the config file's metrics key turns them on")
+        let alice = try peer("alice", tracker)
+        let bob = try peer("bob", tracker)
+        #expect(try alice.run("share data.bin data.mtorrent").hasPrefix("SUCCESS:"))
+        _ = try alice.run("share other.bin other.mtorrent")
+        let denied = try bob.run("get data.mtorrent copy.bin")
+        #expect(denied.hasPrefix("FAILURE:"), "\(denied)")
+
+        let scrape = Scrape(try scrape(trackerURL))
+        #expect(scrape.sum("minitorrent_tracker_acl_denials_total", #"action="get""#) >= 1)
+        #expect(scrape.sum("minitorrent_tracker_requests_total", #"operation="get""#, #"outcome="ACCESS_DENIED""#) >= 1)
+        #expect(scrape.sum("minitorrent_tracker_quota_refusals_total", #"quota="files""#) >= 1)
+        #expect(scrape.sum("minitorrent_tracker_requests_total", #"operation="share""#, #"outcome="QUOTA""#) >= 1)
+        #expect(scrape.sum("minitorrent_tracker_requests_total", #"operation="share""#, #"outcome="ok""#) >= 1)
+        #expect(scrape.sum("minitorrent_tracker_registry_files") == 1, "the refused share is not recorded")
+        _ = alice.finish()
+        #expect(bob.finish() == 1, "bob's get failed")
+    }
 }
 
 /// One answer of a `/metrics` endpoint in the text exposition format.
