@@ -84,6 +84,14 @@ struct PeerCommand: AsyncParsableCommand {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
         let node = try PeerNode(configuration: settings, group: group, threadPool: threadPool, logger: logger)
+        // The metrics first: an address that is taken stops the peer before it announces anything.
+        var endpoint: MetricsEndpoint?
+        if let registry, let metricsAddress {
+            let metricsEndpoint = MetricsEndpoint(registry: registry, beforeScrape: { node.recordMetrics() })
+            let address = try metricsEndpoint.start(host: metricsAddress.host, port: Int(metricsAddress.port), group: group)
+            endpoint = metricsEndpoint
+            FileHandle.standardError.write(Data("peer '\(peerName)' metrics on http://\(metricsAddress.host):\(address.port ?? 0)\(MetricsEndpoint.path)\n".utf8))
+        }
         do {
             try await node.start()
         } catch let failure as CommandFailure {
@@ -100,13 +108,6 @@ struct PeerCommand: AsyncParsableCommand {
             }
         }
         defer { withExtendedLifetime(reloading) {} }
-        var endpoint: MetricsEndpoint?
-        if let registry, let metricsAddress {
-            let metricsEndpoint = MetricsEndpoint(registry: registry, beforeScrape: { node.recordMetrics() })
-            let address = try metricsEndpoint.start(host: metricsAddress.host, port: Int(metricsAddress.port), group: group)
-            endpoint = metricsEndpoint
-            FileHandle.standardError.write(Data("peer '\(peerName)' metrics on http://\(metricsAddress.host):\(address.port ?? 0)\(MetricsEndpoint.path)\n".utf8))
-        }
         FileHandle.standardError.write(Data("peer '\(peerName)' serving on \(listen.host):\(node.servingPort)\n".utf8))
         let shell = Shell(node: node, json: json)
         // Commands come from standard input until it ends, `exit`, or SIGINT/SIGTERM: a signal ends

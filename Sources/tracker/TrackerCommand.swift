@@ -68,15 +68,17 @@ struct TrackerCommand: AsyncParsableCommand {
         let logger = Logger(label: "tracker")
         let server = try TrackerServer(configuration: settings, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let bound = try server.start(group: group)
+        // The metrics first: an address that is taken stops the tracker before it serves anyone.
         var endpoint: MetricsEndpoint?
-        var started = "tracker '\(settings.name)' listening on \(TrackerServer.format(bound)); registry \(server.registry.path)"
+        var metricsBound: SocketAddress?
         if let registry, let metricsAddress {
             let metricsEndpoint = MetricsEndpoint(registry: registry, beforeScrape: { server.recordMetrics() })
-            let address = try metricsEndpoint.start(host: metricsAddress.host, port: Int(metricsAddress.port), group: group)
+            metricsBound = try metricsEndpoint.start(host: metricsAddress.host, port: Int(metricsAddress.port), group: group)
             endpoint = metricsEndpoint
-            started += "; metrics on http://\(TrackerServer.format(address))\(MetricsEndpoint.path)"
         }
+        let bound = try server.start(group: group)
+        var started = "tracker '\(settings.name)' listening on \(TrackerServer.format(bound)); registry \(server.registry.path)"
+        if let metricsBound { started += "; metrics on http://\(TrackerServer.format(metricsBound))\(MetricsEndpoint.path)" }
         ProgramSupport.say(started)
         await ProgramSupport.waitForTermination {
             do {
