@@ -95,7 +95,7 @@ extension GaugeMetric {
     public static let peerConnectionsOpen = GaugeMetric("minitorrent_peer_connections_open", labels: ["direction"])
     /// Downloads running now.
     public static let peerDownloadsInProgress = GaugeMetric("minitorrent_peer_downloads_in_progress")
-    /// Trackers that answered the last announcement.
+    /// Trackers that answered the last announcement and so hold every share of the peer.
     public static let peerTrackersReachable = GaugeMetric("minitorrent_peer_trackers_reachable")
     /// Number of the revocation list in force.
     public static let peerCRLNumber = GaugeMetric("minitorrent_peer_crl_number")
