@@ -159,10 +159,9 @@ private final class MetricsRequestHandler: ChannelInboundHandler {
         let body: EventLoopFuture<[UInt8]>
         switch status {
         case .ok:
-            // Off the event loop: the gauges set at scrape time may look at files.
-            let promise = context.eventLoop.makePromise(of: [UInt8].self)
-            promise.completeWithTask { [endpoint] in endpoint.scrape() }
-            body = promise.futureResult
+            // Off the event loop, on NIO's blocking-work threads: the gauges set at scrape time
+            // may look at files.
+            body = NIOThreadPool.singleton.runIfActive(eventLoop: context.eventLoop) { [endpoint] in endpoint.scrape() }
         case .methodNotAllowed: body = context.eventLoop.makeSucceededFuture(Array("only GET \(MetricsEndpoint.path)\n".utf8))
         default: body = context.eventLoop.makeSucceededFuture(Array("not found; metrics are at \(MetricsEndpoint.path)\n".utf8))
         }

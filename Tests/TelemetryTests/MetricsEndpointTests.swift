@@ -85,24 +85,33 @@ enum RawHTTP {
     static func exchange(port: Int, _ request: String) async throws -> String {
         let group = MultiThreadedEventLoopGroup.singleton
         let done = group.next().makePromise(of: String.self)
-        let channel = try await ClientBootstrap(group: group)
+        // The request goes out from the event loop as soon as the connection is up, whatever the
+        // test's own threads are doing meanwhile.
+        _ = try await ClientBootstrap(group: group)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Gatherer(done: done)) }
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Gatherer(request: request, done: done)) }
             }
             .connect(host: "127.0.0.1", port: port).get()
-        channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
-        channel.writeAndFlush(channel.allocator.buffer(string: request), promise: nil)
         return try await done.futureResult.get()
     }
 
     private final class Gatherer: ChannelInboundHandler {
         typealias InboundIn = ByteBuffer
 
+        private let request: String
         private let done: EventLoopPromise<String>
         private var received = ""
 
-        init(done: EventLoopPromise<String>) {
+        init(request: String, done: EventLoopPromise<String>) {
+            self.request = request
             self.done = done
+        }
+
+        func channelActive(context: ChannelHandlerContext) {
+            let channel = context.channel
+            channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
+            context.writeAndFlush(NIOAny(channel.allocator.buffer(string: request)), promise: nil)
+            context.fireChannelActive()
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
