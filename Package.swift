@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -40,6 +42,17 @@ let package = Package(
             dependencies: [
                 .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .target(
@@ -63,7 +76,7 @@ let package = Package(
             name: "TLS",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                "COpenSSL", "PKI",
+                "COpenSSL", "PKI", "Telemetry",
                 .target(name: "CGnuTLS", condition: .when(traits: ["GnuTLS"])),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -78,7 +91,7 @@ let package = Package(
             name: "Tracker",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                "Wire", "TLS", "PKI", "FileIO", "MTorrentFormat",
+                "Wire", "TLS", "PKI", "FileIO", "MTorrentFormat", "Telemetry",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -90,7 +103,7 @@ let package = Package(
             name: "Peer",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                "Wire", "TLS", "PKI", "MTorrentFormat", "Pieces", "FileIO",
+                "Wire", "TLS", "PKI", "MTorrentFormat", "Pieces", "FileIO", "Telemetry",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -103,7 +116,7 @@ let package = Package(
         .executableTarget(
             name: "tracker",
             dependencies: [
-                "Tracker", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console",
+                "Tracker", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console", "Telemetry",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -114,7 +127,7 @@ let package = Package(
         .executableTarget(
             name: "peer",
             dependencies: [
-                "Peer", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console",
+                "Peer", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console", "Telemetry",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -188,6 +201,16 @@ let package = Package(
         ),
         .testTarget(name: "FileIOTests", dependencies: ["FileIO"]),
         .testTarget(name: "ConsoleTests", dependencies: ["Console", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(
+            name: "TelemetryTests",
+            dependencies: [
+                "Telemetry",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets", "MTorrentFormat", "PKI"]),
         .testTarget(
             name: "WireTests",

@@ -60,6 +60,8 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
         /// A piece is verified and written: others may fetch it from here now.
         case stored(piece: Int)
         case progress(verified: UInt64, total: UInt64)
+        /// A holder is banned for this download (the peer counts bans).
+        case banned
         case log(Logger.Level, Logger.Message, Logger.Metadata)
         /// Every piece is verified and written; ``summary`` says how it went.
         case finish
@@ -313,6 +315,7 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
     private mutating func ban(_ holder: HolderRecord, connection id: ConnectionID?, piece: Int, _ reason: String, _ actions: inout [Action]) {
         exclude(holder)
         if !banned.contains(holder.name) { banned.append(holder.name) }
+        actions.append(.banned)
         actions.append(.log(.error, "banned for this download: \(reason)", [
             "peer": "\(holder.name)", "fingerprint": "\(holder.fingerprint.prefix(16))", "address": "\(holder.address)", "piece": "\(piece)",
         ]))

@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PKI
+import Telemetry
 import TLS
 import Wire
 
@@ -33,7 +34,7 @@ public struct PeerConfiguration: Sendable {
     public static let configFileKeys: Set<String> = [
         "pki", "name", "state", "tls-backend", "heartbeat", "tracker-timeout", "log-level", "peers-per-download", "requests-per-peer", "upload-slots",
         "queued-requests", "upload-limit", "stall-timeout", "discovery-interval", "uploads-per-peer", "max-connections", "handshake-timeout",
-        "idle-timeout", "crl-poll-interval", "file-watch-interval", "super-seed-window", "keep-seeding", "trackers", "json",
+        "idle-timeout", "crl-poll-interval", "file-watch-interval", "super-seed-window", "keep-seeding", "trackers", "json", "metrics",
     ]
 
     public init(host: String, port: Int, trackers: [TrackerAddress], pki: PKILayout, name: String, stateFolder: String) {
@@ -507,6 +508,19 @@ public final class PeerNode: @unchecked Sendable {
             }),
             "trackers": .list(trackerStates.map { .object(["address": .text("\($0.0)"), "reachable": .bool($0.1)]) }),
         ])
+    }
+
+    /// Sets the gauges that are read when the metrics are scraped: downloads running, trackers
+    /// reached, and the revocation list and certificate in force.
+    public func recordMetrics(now: Date = Date()) {
+        GaugeMetric.peerDownloadsInProgress.set(Double(swarms.withLockedValue { $0.count }))
+        let reachable = schedule.withLockedValue { schedule in trackers.indices.count { schedule.isUpToDate($0) } }
+        GaugeMetric.peerTrackersReachable.set(Double(reachable))
+        let list = trust.current.revocationList
+        GaugeMetric.peerCRLNumber.set(Double(list.number))
+        GaugeMetric.peerCRLExpirySeconds.set(list.nextUpdate.timeIntervalSince(now).rounded(.down))
+        let expiry = identity.withLockedValue { $0.certificate.notValidAfter }
+        GaugeMetric.peerCertificateExpirySeconds.set(expiry.timeIntervalSince(now).rounded(.down))
     }
 
     /// `remove <mtorrent>`: stop serving at once, forget it, and withdraw it at the trackers. It

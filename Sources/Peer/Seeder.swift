@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import PKI
 import NIOConcurrencyHelpers
+import Telemetry
 import TLS
 import Wire
 
@@ -64,7 +65,11 @@ public final class Seeder: Sendable {
                         child.close(promise: nil)
                         return
                     }
-                    child.closeFuture.whenComplete { [self] _ in counters.withLockedValue { $0.connections -= 1 } }
+                    GaugeMetric.peerConnectionsOpen.increment("in")
+                    child.closeFuture.whenComplete { [self] _ in
+                        counters.withLockedValue { $0.connections -= 1 }
+                        GaugeMetric.peerConnectionsOpen.decrement("in")
+                    }
                     try child.pipeline.syncOperations.addHandlers([
                         TLSHandler(context: tls, side: .server),
                         IdleStateHandler(readTimeout: .seconds(limits.idleTimeout)),
@@ -142,6 +147,7 @@ public final class Seeder: Sendable {
     /// Counts bytes handed to a live connection.
     func countUpload(_ bytes: Int, of file: FileID) {
         counters.withLockedValue { $0.uploaded[file, default: 0] += UInt64(bytes) }
+        CounterMetric.peerUploadedBytes.increment(by: bytes)
     }
 
     private func admitConnection() -> Bool {

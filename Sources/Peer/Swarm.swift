@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import PKI
 import Pieces
+import Telemetry
 import TLS
 import Wire
 
@@ -163,6 +164,8 @@ final class Swarm: @unchecked Sendable {
             share.add(piece)
         case .progress(let verified, let total):
             progress?(verified, total)
+        case .banned:
+            CounterMetric.peerBans.increment()
         case .log(let level, let message, let metadata):
             logger.log(level: level, message, metadata: metadata)
         case .finish:
@@ -221,8 +224,12 @@ final class Swarm: @unchecked Sendable {
             return true
         }.whenComplete { [self] result in
             switch result {
-            case .success(true): handle(.pieceVerified(piece: piece, connection: id))
-            case .success(false): handle(.pieceFailed(piece: piece, connection: id))
+            case .success(true):
+                CounterMetric.peerPiecesVerified.increment()
+                handle(.pieceVerified(piece: piece, connection: id))
+            case .success(false):
+                CounterMetric.peerPiecesFailed.increment()
+                handle(.pieceFailed(piece: piece, connection: id))
             case .failure(let error): handle(.aborted((error as? CommandFailure) ?? CommandFailure(.downloadFailed, "\(error)")))
             }
         }

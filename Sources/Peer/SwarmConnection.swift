@@ -1,5 +1,6 @@
 import NIOCore
 import PKI
+import Telemetry
 import TLS
 import Wire
 
@@ -39,11 +40,19 @@ final class SwarmConnection: ChannelInboundHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
+    func channelActive(context: ChannelHandlerContext) {
+        GaugeMetric.peerConnectionsOpen.increment("out")
+        context.fireChannelActive()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        swarm.handle(.frame(id, unwrapInboundIn(data)))
+        let frame = unwrapInboundIn(data)
+        if case .piece(_, _, let bytes) = frame { CounterMetric.peerDownloadedBytes.increment(by: bytes.readableBytes) }
+        swarm.handle(.frame(id, frame))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        GaugeMetric.peerConnectionsOpen.decrement("out")
         self.context = nil
         swarm.connectionEnded(id, problem: problem)
         context.fireChannelInactive()

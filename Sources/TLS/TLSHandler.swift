@@ -1,5 +1,6 @@
 import NIOCore
 import PKI
+import Telemetry
 
 /// What the handler tells the handlers after it about the connection's security.
 public enum TLSEvent: Sendable {
@@ -65,7 +66,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         failHeldWrites(ChannelError.ioOnClosedChannel)
         switch previous {
         case .idle, .handshaking:
-            context.fireErrorCaught(TLSError(.closedDuringHandshake, "the connection closed during the TLS handshake"))
+            let error = TLSError(.closedDuringHandshake, "the connection closed during the TLS handshake")
+            Self.count(error)
+            context.fireErrorCaught(error)
         case .active:
             // Neither side closed with close_notify: an attacker may have cut the stream short.
             context.fireErrorCaught(TLSError(.uncleanShutdown, "the connection ended without a TLS close_notify; the last data received may be incomplete"))
@@ -144,6 +147,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .complete(let identity):
             state = .active
             timeout?.cancel()
+            CounterMetric.handshakes.increment("ok", "none")
             context.fireUserInboundEventTriggered(TLSEvent.handshakeCompleted(identity))
             let writes = heldWrites
             heldWrites = []
@@ -226,6 +230,7 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func fail(_ error: TLSError, context: ChannelHandlerContext) {
         guard state != .closed else { return }
+        if state == .handshaking { Self.count(error) }
         // Send the alert the engine queued (it tells the other side why), then close.
         sendCiphertext(context: context, promise: nil)
         context.flush()
@@ -234,6 +239,14 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         failHeldWrites(error)
         context.fireErrorCaught(error)
         context.close(promise: nil)
+    }
+
+    /// Counts a handshake that did not complete: refused over a certificate or the protocol
+    /// version (by the validation code when there is one), or failed otherwise.
+    private static func count(_ error: TLSError) {
+        let refusals: Set<TLSError.Code> = [.peerCertificateRefused, .noPeerCertificate, .ourCertificateRefused, .nameMismatch, .protocolVersion]
+        let reason = error.validation?.code.description ?? error.code.description
+        CounterMetric.handshakes.increment(refusals.contains(error.code) ? "refused" : "failed", reason)
     }
 
     private func failHeldWrites(_ error: Error) {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PKI
 import NIOConcurrencyHelpers
+import Telemetry
 import Wire
 
 /// The outcome of a registry operation: a message for an OK answer or a coded refusal.
@@ -290,6 +291,7 @@ public final class Registry: Sendable {
                 let average = try Self.compact(compaction, into: path)
                 bytesPerLine.withLockedValue { $0 = average }
                 try journal.reopen()
+                CounterMetric.trackerJournalCompactions.increment()
                 logger.info("compacted the journal", metadata: ["path": "\(path)", "files": "\(compaction.fileCount)"])
             } catch {
                 logger.error("cannot compact the journal; appending to it as before", metadata: ["path": "\(path)", "error": "\(error)"])

@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import PKI
 import NIOConcurrencyHelpers
+import Telemetry
 import TLS
 import Wire
 import X509
@@ -43,7 +44,7 @@ public struct TrackerConfiguration: Sendable {
     /// The keys a tracker configuration file may set (config/tracker.conf.example documents each).
     public static let configFileKeys: Set<String> = [
         "pki", "name", "acl", "data", "ttl", "max-connections", "max-connections-per-peer", "max-files-per-peer", "idle-timeout", "handshake-timeout",
-        "tls-backend", "log-level", "requests-per-second", "request-burst", "file-watch-interval", "stop-timeout",
+        "tls-backend", "log-level", "requests-per-second", "request-burst", "file-watch-interval", "stop-timeout", "metrics",
     ]
 
     public init(host: String, port: Int, pki: PKILayout, name: String, aclPath: String?, dataFolder: String) {
@@ -140,6 +141,18 @@ public final class TrackerServer: Sendable {
 
     /// Connections open now, authenticated or still in their handshake.
     public var openConnections: Int { openChannels.withLockedValue { $0.count } }
+
+    /// Sets the gauges that are read when the metrics are scraped: connections, and the registry's
+    /// files, holders and journal size.
+    public func recordMetrics() {
+        GaugeMetric.trackerConnectionsOpen.set(Double(openConnections))
+        let counts = registry.counts
+        GaugeMetric.trackerRegistryFiles.set(Double(counts.files))
+        GaugeMetric.trackerRegistryHolders.set(Double(counts.holders))
+        if let bytes = try? FileManager.default.attributesOfItem(atPath: registry.path)[.size] as? Int {
+            GaugeMetric.trackerJournalBytes.set(Double(bytes))
+        }
+    }
 
     /// Stops accepting and closes every connection at once.
     public func stop() {
@@ -256,6 +269,7 @@ public final class TrackerServer: Sendable {
             return true
         }
         guard admitted else {
+            CounterMetric.trackerConnectionsRefused.increment("connection-limit")
             logger.warning("refusing a connection: the connection limit is reached", metadata: ["limit": "\(configuration.maximumConnections)"])
             child.close(promise: nil)
             return
@@ -326,6 +340,7 @@ public final class TrackerServer: Sendable {
             "request": "\(request.line.prefix(100))", "rule": "\(decision.reason)",
         ])
         guard decision.allowed else {
+            CounterMetric.trackerACLDenials.increment(action.rawValue)
             return eventLoop.makeSucceededFuture(.failure(code: .accessDenied, message: "'\(identity.name)' may not \(action.rawValue) here"))
         }
         switch request {
@@ -341,6 +356,7 @@ public final class TrackerServer: Sendable {
                 do {
                     let outcome = try await change(request, identity: identity, host: host, isAdmin: isAdmin)
                     if case .refused(.quota, _) = outcome {
+                        CounterMetric.trackerQuotaRefusals.increment("files")
                         log(.warning, "refused: the certificate's quota is used up", identity: identity, ["request": "\(request.line.prefix(100))"])
                     }
                     return Self.response(outcome)
@@ -434,6 +450,7 @@ final class TrackerSession: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSEvent.handshakeCompleted(let identity)? = event as? TLSEvent {
             guard server.register(context.channel, identity: identity) else {
+                CounterMetric.trackerConnectionsRefused.increment("certificate-connection-limit")
                 server.log(.warning, "refusing a connection: this certificate holds too many", identity: identity, [
                     "host": "\(host)", "limit": "\(server.configuration.maximumConnectionsPerPeer)",
                 ])
@@ -457,17 +474,21 @@ final class TrackerSession: ChannelInboundHandler {
         let line = unwrapInboundIn(data)
         guard let identity, !draining else { return }
         let response: EventLoopFuture<TrackerResponse>
+        let operation: String
         do {
             let request = try TrackerRequest(line: line)
+            operation = request.operation
             if server.withinRequestRate(identity) {
                 response = server.answer(request, identity: identity, host: host, on: context.eventLoop)
             } else {
+                CounterMetric.trackerQuotaRefusals.increment("request-rate")
                 server.log(.warning, "over the request rate", identity: identity, ["limit": "\(server.configuration.requestsPerSecond)/s"])
                 response = context.eventLoop.makeSucceededFuture(
                     .failure(code: .quota, message: "more than \(server.configuration.requestsPerSecond) requests a second from this certificate; slow down")
                 )
             }
         } catch {
+            operation = "invalid"
             badRequests += 1
             server.log(.warning, "bad request", identity: identity, ["error": "\(error)"])
             response = context.eventLoop.makeSucceededFuture(.failure(code: .invalidArguments, message: error.description))
@@ -478,6 +499,7 @@ final class TrackerSession: ChannelInboundHandler {
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         lastAnswer = (lastAnswer ?? context.eventLoop.makeSucceededVoidFuture()).and(response).map { _, response in
             let (session, context) = bound.value
+            CounterMetric.trackerRequests.increment(operation, response.outcome)
             session.send(response, context: context, closeAfter: closeAfter)
         }
         adjustReading(context: context)
@@ -512,5 +534,27 @@ final class TrackerSession: ChannelInboundHandler {
             server.log(.warning, "closing connection: \(error)", identity: identity, ["host": "\(host)"])
         }
         context.close(promise: nil)
+    }
+}
+
+extension TrackerRequest {
+    /// The request's kind, as the requests metric labels it.
+    fileprivate var operation: String {
+        switch self {
+        case .share: "share"
+        case .get: "get"
+        case .remove: "remove"
+        case .allow: "allow"
+        case .heartbeat: "heartbeat"
+        case .leave: "leave"
+        case .revocationList: "crl"
+        }
+    }
+}
+
+extension TrackerResponse {
+    /// `ok`, or the failure code, as the requests metric labels an answer.
+    fileprivate var outcome: String {
+        if case .failure(let code, _) = self { code.rawValue } else { "ok" }
     }
 }

@@ -10,6 +10,7 @@ import NIOPosix
 import PKI
 import Peer
 import ServiceLifecycle
+import Telemetry
 import TLS
 
 @main
@@ -45,6 +46,8 @@ struct PeerCommand: AsyncParsableCommand {
     @Option(help: "TLS library: \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).") var tlsBackend: String?
     @Option(help: ArgumentHelp("A configuration file (key = value).", valueName: "file")) var config: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel: String?
+    @Option(help: ArgumentHelp("Serve Prometheus metrics over plain HTTP at http://ip:port/metrics (off by default; prefer a loopback address).", valueName: "ip:port"))
+    var metrics: String?
     @Flag(help: "Answer every command with one JSON object on one line (ok, code, message and the command's fields).") var json = false
 
     func run() async throws {
@@ -63,7 +66,13 @@ struct PeerCommand: AsyncParsableCommand {
         if let seconds = try file?.integer("crl-poll-interval", in: 1...3600) { settings.revocationPollInterval = Int64(seconds) }
         if let seconds = try file?.integer("file-watch-interval", in: 1...3600) { settings.fileWatchInterval = Int64(seconds) }
         if let file { settings.limits = try Self.limits(from: file) }
+        let metricsAddress = try (metrics ?? file?.string("metrics")).map { text in
+            guard let address = TrackerAddress(text, allowingPortZero: true) else { throw ValidationError("metrics: '\(text)' is not ip:port") }
+            return address
+        }
         try ProgramSupport.bootstrapLogging(levelName: logLevel ?? file?.string("log-level"))
+        // Before anything counts: without --metrics every counter stays a no-op.
+        let registry = metricsAddress.map { _ in Telemetry.bootstrap() }
         let keepSeeding = try self.keepSeeding || file?.flag("keep-seeding") == true
         let json = try self.json || file?.flag("json") == true
         // Past a file-size limit a write fails with a clear error instead of killing the peer.
@@ -74,6 +83,14 @@ struct PeerCommand: AsyncParsableCommand {
         let threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
         let node = try PeerNode(configuration: settings, group: group, threadPool: threadPool, logger: logger)
+        // The metrics first: an address that is taken stops the peer before it announces anything.
+        var endpoint: MetricsEndpoint?
+        if let registry, let metricsAddress {
+            let metricsEndpoint = MetricsEndpoint(registry: registry, beforeScrape: { node.recordMetrics() })
+            let address = try metricsEndpoint.start(host: metricsAddress.host, port: Int(metricsAddress.port), group: group)
+            endpoint = metricsEndpoint
+            FileHandle.standardError.write(Data("peer '\(peerName)' metrics on http://\(metricsAddress.host):\(address.port ?? 0)\(MetricsEndpoint.path)\n".utf8))
+        }
         do {
             try await node.start()
         } catch let failure as CommandFailure {
@@ -99,6 +116,7 @@ struct PeerCommand: AsyncParsableCommand {
         // The service ending by itself (end of input, `exit`) ends the group as a signal would.
         let services = [ServiceGroupConfiguration.ServiceConfiguration(service: session, successTerminationBehavior: .gracefullyShutdownGroup)]
         try await ServiceGroup(configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+        endpoint?.stop()
         await node.stop()
         try await group.shutdownGracefully()
         try await threadPool.shutdownGracefully()

@@ -9,6 +9,7 @@ import NIOCore
 import NIOPosix
 import PKI
 import ServiceLifecycle
+import Telemetry
 import TLS
 import Tracker
 
@@ -34,6 +35,8 @@ struct TrackerCommand: AsyncParsableCommand {
     @Option(help: "Seconds a holder stays listed without a heartbeat.") var ttl: Int?
     @Option(help: "TLS library: \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).") var tlsBackend: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (default info).") var logLevel: String?
+    @Option(help: ArgumentHelp("Serve Prometheus metrics over plain HTTP at http://ip:port/metrics (off by default; prefer a loopback address).", valueName: "ip:port"))
+    var metrics: String?
 
     func run() async throws {
         guard let listen = TrackerAddress(address, allowingPortZero: true) else {
@@ -57,14 +60,30 @@ struct TrackerCommand: AsyncParsableCommand {
         if let value = try file?.integer("request-burst", in: 1...1_000_000) { settings.requestBurst = value }
         if let value = try file?.integer("file-watch-interval", in: 1...3600) { settings.fileWatchInterval = Int64(value) }
         if let value = try file?.integer("stop-timeout", in: 1...3600) { settings.stopTimeout = value }
+        let metricsAddress = try (metrics ?? file?.string("metrics")).map { text in
+            guard let address = TrackerAddress(text, allowingPortZero: true) else { throw ValidationError("metrics: '\(text)' is not ip:port") }
+            return address
+        }
         try ProgramSupport.bootstrapLogging(levelName: logLevel ?? file?.string("log-level"))
+        // Before anything counts: without --metrics every counter stays a no-op.
+        let registry = metricsAddress.map { _ in Telemetry.bootstrap() }
         // Past a file-size limit a journal append fails (and is cut back) instead of killing the tracker.
         signal(SIGXFSZ, SIG_IGN)
         let logger = Logger(label: "tracker")
         let server = try TrackerServer(configuration: settings, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        // The metrics first: an address that is taken stops the tracker before it serves anyone.
+        var endpoint: MetricsEndpoint?
+        var metricsBound: SocketAddress?
+        if let registry, let metricsAddress {
+            let metricsEndpoint = MetricsEndpoint(registry: registry, beforeScrape: { server.recordMetrics() })
+            metricsBound = try metricsEndpoint.start(host: metricsAddress.host, port: Int(metricsAddress.port), group: group)
+            endpoint = metricsEndpoint
+        }
         let bound = try server.start(group: group)
-        ProgramSupport.say("tracker '\(settings.name)' listening on \(TrackerServer.format(bound)); registry \(server.registry.path)")
+        var started = "tracker '\(settings.name)' listening on \(TrackerServer.format(bound)); registry \(server.registry.path)"
+        if let metricsBound { started += "; metrics on http://\(TrackerServer.format(metricsBound))\(MetricsEndpoint.path)" }
+        ProgramSupport.say(started)
         let reloading = ProgramSupport.onReload {
             do {
                 try server.reload()
@@ -76,6 +95,7 @@ struct TrackerCommand: AsyncParsableCommand {
         let service = TrackerService(server: server, stopTimeout: Double(settings.stopTimeout))
         let services = [ServiceGroupConfiguration.ServiceConfiguration(service: service, successTerminationBehavior: .gracefullyShutdownGroup)]
         try await ServiceGroup(configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)).run()
+        endpoint?.stop()
         try await group.shutdownGracefully()
         ProgramSupport.say(service.cleanStop.withLockedValue { $0 } ? "tracker stopped" : "tracker stopped; some answers or journal writes were cut short (see the log)")
     }

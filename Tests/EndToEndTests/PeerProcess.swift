@@ -15,6 +15,12 @@ final class PeerProcess {
     /// What the peer has written to its log (standard error) so far.
     var log: String { logged.text }
 
+    /// Where it serves its metrics, when started with `--metrics` (printed before it serves).
+    var metricsURL: String? {
+        let text = log
+        return text.range(of: "metrics on ").map { String(text[$0.upperBound...].prefix { $0 != "\n" }) }
+    }
+
     /// `fileSizeLimit` starts the peer under that RLIMIT_FSIZE (bytes), as a full disk would stop it.
     init(folder: String, name: String, trackers: [String], pki: String, extra: [String] = [], fileSizeLimit: Int? = nil) throws {
         let peer = Command.productsFolder.appendingPathComponent("peer")

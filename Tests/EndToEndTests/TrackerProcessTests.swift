@@ -16,6 +16,8 @@ struct TrackerDidNotStart: Error {
 final class TrackerProcess {
     let process = Process()
     let address: TrackerAddress
+    /// Where it serves its metrics, when started with `--metrics`.
+    let metricsURL: String?
     private let output = Pipe()
 
     /// `fileSizeLimit` starts the tracker under that RLIMIT_FSIZE (bytes), as a full disk would stop it.
@@ -49,6 +51,7 @@ final class TrackerProcess {
             throw TrackerDidNotStart(output: text)
         }
         self.address = address
+        metricsURL = text.range(of: "metrics on ").map { String(text[$0.upperBound...].prefix { $0 != ";" && $0 != "\n" }) }
     }
 
     /// Lifts the file-size limit, as space returning to a full disk would.
