@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -80,6 +82,17 @@ let package = Package(
             ]
         ),
         .target(
+            name: "PostgresRegistry",
+            dependencies: [
+                "Tracker", "Wire", "PKI", "FileIO",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "Peer",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -96,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "tracker",
             dependencies: [
-                "Tracker", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console",
+                "Tracker", "PostgresRegistry", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -138,7 +151,7 @@ let package = Package(
         .executableTarget(
             name: "TrackerBenchmark",
             dependencies: [
-                "Tracker", "Peer", "Wire", "TLS", "PKI", "PKITesting", "MTorrentFormat",
+                "Tracker", "PostgresRegistry", "PostgresTesting", "Peer", "Wire", "TLS", "PKI", "PKITesting", "MTorrentFormat",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -147,6 +160,7 @@ let package = Package(
             path: "Benchmarks/TrackerBenchmark"
         ),
         .target(name: "PKITesting", dependencies: ["PKI", "FileIO"], path: "Tests/PKITesting"),
+        .target(name: "PostgresTesting", path: "Tests/PostgresTesting"),
         .testTarget(
             name: "PKITests",
             dependencies: [
@@ -185,7 +199,7 @@ let package = Package(
         .testTarget(
             name: "TrackerTests",
             dependencies: [
-                "Tracker", "Peer", "Wire", "TLS", "PKI", "PKITesting", "MTorrentFormat",
+                "Tracker", "PostgresRegistry", "PostgresTesting", "Peer", "Wire", "TLS", "PKI", "PKITesting", "MTorrentFormat",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -195,7 +209,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "mtca", "mtorrent", "tracker", "peer", "PKITesting", "Peer", "Wire", "TLS", "PKI", "MTorrentFormat", "Pieces",
+                "mtca", "mtorrent", "tracker", "peer", "PKITesting", "PostgresTesting", "Peer", "Wire", "TLS", "PKI", "MTorrentFormat", "Pieces",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),

@@ -7,6 +7,7 @@ import MTorrentFormat
 import NIOCore
 import NIOPosix
 import PKI
+import PostgresRegistry
 import TLS
 import Tracker
 
@@ -27,6 +28,13 @@ struct TrackerCommand: AsyncParsableCommand {
     @Option(help: "The tracker's certificate name (issued/NAME.crt and .key).") var name: String?
     @Option(help: ArgumentHelp("An access control list; without one every authenticated peer may share and get.", valueName: "file")) var acl: String?
     @Option(help: ArgumentHelp("Where seeders.txt lives.", valueName: "dir")) var data: String?
+    @Option(help: ArgumentHelp(
+        "A shared registry in PostgreSQL instead of seeders.txt: postgres://USER@HOST:PORT/DB[?sslmode=require|verify-ca|verify-full].",
+        valueName: "url"
+    )) var registry: String?
+    @Option(help: ArgumentHelp("A file holding the registry database's password (else PGPASSWORD).", valueName: "file")) var registryPasswordFile: String?
+    @Option(help: ArgumentHelp("CA certificate(s) that sign the registry database's certificate (else the system's).", valueName: "file"))
+    var registryCa: String?
     @Option(help: ArgumentHelp("A configuration file (key = value).", valueName: "file")) var config: String?
     @Option(help: "Seconds a holder stays listed without a heartbeat.") var ttl: Int?
     @Option(help: "TLS library: \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).") var tlsBackend: String?
@@ -57,10 +65,11 @@ struct TrackerCommand: AsyncParsableCommand {
         // Past a file-size limit a journal append fails (and is cut back) instead of killing the tracker.
         signal(SIGXFSZ, SIG_IGN)
         let logger = Logger(label: "tracker")
-        let server = try TrackerServer(configuration: settings, logger: logger)
+        let shared = try await openRegistry(file: file, settings: settings, logger: logger)
+        let server = try TrackerServer(configuration: settings, logger: logger, registry: shared)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let bound = try server.start(group: group)
-        ProgramSupport.say("tracker '\(settings.name)' listening on \(TrackerServer.format(bound)); registry \(server.registry.path)")
+        ProgramSupport.say("tracker '\(settings.name)' listening on \(TrackerServer.format(bound)); registry \(server.registry.location)")
         await ProgramSupport.waitForTermination {
             do {
                 try server.reload()
@@ -71,6 +80,30 @@ struct TrackerCommand: AsyncParsableCommand {
         logger.info("stopping")
         server.stop()
         try await group.shutdownGracefully()
+        await shared?.close()
         ProgramSupport.say("tracker stopped")
+    }
+
+    /// The shared registry named by --registry or the config file, or nil for seeders.txt.
+    private func openRegistry(file: ConfigFile?, settings: TrackerConfiguration, logger: Logger) async throws -> PostgresRegistry? {
+        guard let text = registry ?? file?.string("registry") else { return nil }
+        let address: RegistryAddress
+        do throws(RegistryAddressError) {
+            address = try RegistryAddress(text)
+        } catch {
+            throw ValidationError("registry: \(error)")
+        }
+        var password = ProcessInfo.processInfo.environment["PGPASSWORD"]
+        if let path = registryPasswordFile ?? file?.string("registry-password-file") {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ValidationError("cannot read the registry password file \(path)")
+            }
+            password = text.trimmingCharacters(in: .newlines)
+        }
+        // A database that cannot be used stops the start with a RegistryStartError saying what to check.
+        return try await PostgresRegistry.open(
+            address, password: password, certificateAuthorityFile: registryCa ?? file?.string("registry-ca"), timeToLive: settings.timeToLive,
+            maximumFilesPerPeer: settings.maximumFilesPerPeer, logger: logger
+        )
     }
 }
