@@ -161,12 +161,12 @@ struct PostgresReplicaTests {
     @Test func twoReplicasExpiringTogetherDropEachHolderOnce() async throws {
         let replicas = try await Replicas(.postgres, timeToLive: 60)
         let files = (0..<40).map { FileID(bytes: [UInt8](repeating: UInt8($0), count: 31) + [0xee])! }
+        let sharers = [try replicas.client("alice", 0), try replicas.client("bob", 1)]
+        let carol = [try replicas.client("carol", 1), try replicas.client("carol", 0)]
         for (index, file) in files.enumerated() {
-            let answer = try await replicas.client(index % 2 == 0 ? "alice" : "bob", index % 2).send(
-                replicas.fixture.share(file, port: 6001, signedBy: "alice")
-            )
+            let answer = try await sharers[index % 2].send(replicas.fixture.share(file, port: 6001, signedBy: "alice"))
             #expect(answer == .ok("shared \(file) from 127.0.0.1:6001"))
-            _ = try await replicas.client("carol", 1 - index % 2).send(replicas.fixture.share(file, port: 6002, signedBy: "alice"))
+            _ = try await carol[index % 2].send(replicas.fixture.share(file, port: 6002, signedBy: "alice"))
         }
         #expect(try await replicas.store(0).counts.files == 40)
         #expect(try await replicas.store(0).counts.holders == 80)
