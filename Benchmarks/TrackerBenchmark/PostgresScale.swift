@@ -53,6 +53,7 @@ enum PostgresScale {
             var configuration = TrackerConfiguration(host: "127.0.0.1", port: 0, pki: ca.layout, name: "tracker", aclPath: nil, dataFolder: folder)
             configuration.requestsPerSecond = 0
             configuration.maximumFilesPerPeer = .max
+            configuration.maximumConnectionsPerPeer = 64
             return configuration
         }
         let probe = proofs[0][0].file

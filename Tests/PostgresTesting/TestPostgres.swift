@@ -52,6 +52,19 @@ public final class TestPostgres: @unchecked Sendable {
         try Self.run("\(Self.binaries)/pg_ctl", ["-D", dataFolder, "-m", "fast", "-w", "-t", "60", "stop"])
     }
 
+    /// Serves TLS from now on with the certificate and key in these PEM files (restarts the server).
+    public func enableTLS(certificate: String, key: String) throws {
+        for (source, name) in [(certificate, "server.crt"), (key, "server.key")] {
+            let target = "\(dataFolder)/\(name)"
+            try FileManager.default.copyItem(atPath: source, toPath: target)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: target)
+            if getuid() == 0 { try Self.run("/bin/chown", ["postgres:postgres", target], asPostgres: false) }
+        }
+        try Self.run("/bin/sh", ["-c", "printf '%s' \"$1\" >> \"$2\"", "sh", "ssl = on\n", "\(dataFolder)/postgresql.conf"])
+        try stop()
+        try start()
+    }
+
     /// Runs `sql` through psql and returns what it printed (unaligned, tuples only).
     @discardableResult
     public func psql(_ sql: String) throws -> String {

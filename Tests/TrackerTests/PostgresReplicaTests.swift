@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MTorrentFormat
 import PKI
+import PKITesting
 import Peer
 import PostgresRegistry
 import PostgresTesting
@@ -216,6 +217,48 @@ struct PostgresReplicaTests {
         #expect(holders.map(\.name) == ["alice"])
         #expect(try await replicas.client("bob", 1).send(.get(file: fileB)) == .failure(code: .fileNotFound, message: "no peer shares \(fileB)"))
         await replicas.close()
+    }
+}
+
+/// The registry over TLS: a server certificate checked against `registry-ca` (verify-full), or
+/// not at all (require); one signed by another CA is refused at start.
+@Suite(.enabled(if: TestPostgres.available, Comment(rawValue: TestPostgres.absence)))
+struct PostgresTLSTests {
+    @Test func verifyFullAcceptsTheRightCertificateAndRefusesAnother() async throws {
+        let postgres = try TestPostgres()
+        let folder = postgres.folder
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost", "-keyout", "\(folder)/tls.key", "-out", "\(folder)/tls.crt",
+        ]
+        openssl.standardOutput = FileHandle.nullDevice
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        try #require(openssl.terminationStatus == 0)
+        try postgres.enableTLS(certificate: "\(folder)/tls.crt", key: "\(folder)/tls.key")
+        var logger = Logger(label: "tracker-test")
+        logger.logLevel = .critical
+        let base = "postgres://\(TestPostgres.user)@localhost:\(postgres.port)/\(TestPostgres.database)"
+        let verified = try await PostgresRegistry.open(
+            try RegistryAddress(base + "?sslmode=verify-full"), password: nil, certificateAuthorityFile: "\(folder)/tls.crt", timeToLive: 300, logger: logger
+        )
+        #expect(try await verified.counts.files == 0)
+        let encrypted = try postgres.psql("SELECT count(*) FROM pg_stat_ssl WHERE ssl AND pid <> pg_backend_pid()")
+        #expect((Int(encrypted.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) >= 1, "the registry's connections are not encrypted")
+        await verified.close()
+        let unverified = try await PostgresRegistry.open(try RegistryAddress(base + "?sslmode=require"), password: nil, timeToLive: 300, logger: logger)
+        #expect(try await unverified.counts.holders == 0)
+        await unverified.close()
+        let other = try TestAuthority()
+        await #expect(throws: RegistryStartError.self) {
+            _ = try await PostgresRegistry.open(
+                try RegistryAddress(base + "?sslmode=verify-full"), password: nil, certificateAuthorityFile: other.layout.authorityCertificate,
+                timeToLive: 300, logger: logger
+            )
+        }
     }
 }
 
