@@ -115,25 +115,20 @@ enum PostgresScale {
         return rates.values.reduce(0, +)
     }
 
-    /// SHARE/s over this part's connections, each with its own certificate and files.
+    /// SHARE/s over this part's connections, each with its own certificate and files, all at once.
     static func shareRate(
         port: Int, part: Int, of parts: Int, proofs: [[(file: FileID, proof: [UInt8])]], tlsContexts: [TLSContext], group: EventLoopGroup, seconds: Int
     ) throws -> Double {
         let mine = Array(stride(from: part, to: shareConnections, by: parts))
-        let rates = ResultBox(count: mine.count)
-        DispatchQueue.concurrentPerform(iterations: mine.count) { slot in
-            let connection = mine[slot]
-            let counter = Counter()
-            rates.set(slot, (try? TrackerBenchmark.persistentRate(
-                port: port, tls: tlsContexts[connection], group: group, connections: 1, window: 4, seconds: seconds
-            ) { _ in
-                { [counter] in
-                    let request = proofs[connection][(counter.next() - 1) % filesPerConnection]
-                    return TrackerRequest.share(file: request.file, port: 6001, proof: request.proof).line + "\n"
-                }
-            }) ?? .nan)
+        let counters = mine.map { _ in Counter() }
+        return try TrackerBenchmark.persistentRate(
+            port: port, tls: tlsContexts[0], identities: mine.map { tlsContexts[$0] }, group: group, connections: mine.count, window: 4, seconds: seconds
+        ) { slot in
+            { [counters] in
+                let request = proofs[mine[slot]][(counters[slot].next() - 1) % filesPerConnection]
+                return TrackerRequest.share(file: request.file, port: 6001, proof: request.proof).line + "\n"
+            }
         }
-        return rates.values.reduce(0, +)
     }
 
     /// SQL that adds files `first` through `last` (roots as ``RegistryScale/root(_:)`` makes them),

@@ -74,9 +74,11 @@ struct TrackerBenchmark {
         }
     }
 
-    /// Each connection keeps `window` requests made by `requests(connection)` in flight.
+    /// Each connection keeps `window` requests made by `requests(connection)` in flight; connection
+    /// `i` presents `identities[i]` if given, else `tls`.
     static func persistentRate(
-        port: Int, tls: TLSContext, group: EventLoopGroup, connections: Int, window: Int, seconds: Int, requests: (Int) -> @Sendable () -> String
+        port: Int, tls: TLSContext, identities: [TLSContext]? = nil, group: EventLoopGroup, connections: Int, window: Int, seconds: Int,
+        requests: (Int) -> @Sendable () -> String
     ) throws -> Double {
         let counters = try (0..<connections).map { index -> (Channel, LoadDriver) in
             let driver = LoadDriver(window: window, next: requests(index))
@@ -84,7 +86,7 @@ struct TrackerBenchmark {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers([
-                            TLSHandler(context: tls, side: .client(dialedHost: "127.0.0.1")),
+                            TLSHandler(context: identities?[index] ?? tls, side: .client(dialedHost: "127.0.0.1")),
                             ByteToMessageHandler(LineFrameDecoder(maximumLength: 4096)),
                             driver,
                         ])
