@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -100,6 +102,17 @@ let package = Package(
             ]
         ),
         .target(
+            name: "PostgresRegistry",
+            dependencies: [
+                "Tracker", "Wire", "PKI", "FileIO",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "Peer",
             dependencies: [
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -116,7 +129,7 @@ let package = Package(
         .executableTarget(
             name: "tracker",
             dependencies: [
-                "Tracker", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console", "Telemetry",
+                "Tracker", "PostgresRegistry", "TLS", "PKI", "FileIO", "MTorrentFormat", "Console", "Telemetry",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -161,7 +174,7 @@ let package = Package(
         .executableTarget(
             name: "TrackerBenchmark",
             dependencies: [
-                "Tracker", "Peer", "Wire", "TLS", "PKI", "PKITesting", "MTorrentFormat",
+                "Tracker", "PostgresRegistry", "PostgresTesting", "Peer", "Wire", "TLS", "PKI", "PKITesting", "MTorrentFormat",
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -170,6 +183,7 @@ let package = Package(
             path: "Benchmarks/TrackerBenchmark"
         ),
         .target(name: "PKITesting", dependencies: ["PKI", "FileIO"], path: "Tests/PKITesting"),
+        .target(name: "PostgresTesting", path: "Tests/PostgresTesting"),
         .testTarget(
             name: "PKITests",
             dependencies: [
@@ -219,7 +233,7 @@ let package = Package(
         .testTarget(
             name: "TrackerTests",
             dependencies: [
-                "Tracker", "Peer", "Wire", "TLS", "PKI", "PKITesting", "MTorrentFormat",
+                "Tracker", "PostgresRegistry", "PostgresTesting", "Peer", "Wire", "TLS", "PKI", "PKITesting", "MTorrentFormat",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -229,7 +243,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "mtca", "mtorrent", "tracker", "peer", "PKITesting", "Peer", "Wire", "TLS", "PKI", "MTorrentFormat", "Pieces",
+                "mtca", "mtorrent", "tracker", "peer", "PKITesting", "PostgresTesting", "Peer", "Wire", "TLS", "PKI", "MTorrentFormat", "Pieces",
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),

@@ -14,7 +14,8 @@ import Wire
 /// connections (each keeping a window of requests in flight), and with a new mutual-TLS
 /// connection per request. The tracker runs in this process on its own event loops.
 /// Arguments: seconds per test (default 5), persistent connections (default 16); or
-/// `registry [files] [seconds]` for the registry at scale (``RegistryScale``).
+/// `registry [files] [seconds]` for the registry at scale (``RegistryScale``); or
+/// `postgres [files] [seconds]` for the shared registry in PostgreSQL (``PostgresScale``).
 @main
 struct TrackerBenchmark {
     static func main() async throws {
@@ -22,6 +23,9 @@ struct TrackerBenchmark {
         case "registry":
             let numbers = CommandLine.arguments.dropFirst(2).compactMap { Int($0) }
             return try await RegistryScale.run(files: numbers.first ?? 1_000_000, seconds: numbers.dropFirst().first ?? 5)
+        case "postgres":
+            let numbers = CommandLine.arguments.dropFirst(2).compactMap { Int($0) }
+            return try await PostgresScale.run(files: numbers.first ?? 1_000_000, seconds: numbers.dropFirst().first ?? 5)
         case "registry-start":
             return try RegistryScale.start(folder: CommandLine.arguments[2])
         default:
@@ -70,9 +74,11 @@ struct TrackerBenchmark {
         }
     }
 
-    /// Each connection keeps `window` requests made by `requests(connection)` in flight.
+    /// Each connection keeps `window` requests made by `requests(connection)` in flight; connection
+    /// `i` presents `identities[i]` if given, else `tls`.
     static func persistentRate(
-        port: Int, tls: TLSContext, group: EventLoopGroup, connections: Int, window: Int, seconds: Int, requests: (Int) -> @Sendable () -> String
+        port: Int, tls: TLSContext, identities: [TLSContext]? = nil, group: EventLoopGroup, connections: Int, window: Int, seconds: Int,
+        requests: (Int) -> @Sendable () -> String
     ) throws -> Double {
         let counters = try (0..<connections).map { index -> (Channel, LoadDriver) in
             let driver = LoadDriver(window: window, next: requests(index))
@@ -80,7 +86,7 @@ struct TrackerBenchmark {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandlers([
-                            TLSHandler(context: tls, side: .client(dialedHost: "127.0.0.1")),
+                            TLSHandler(context: identities?[index] ?? tls, side: .client(dialedHost: "127.0.0.1")),
                             ByteToMessageHandler(LineFrameDecoder(maximumLength: 4096)),
                             driver,
                         ])

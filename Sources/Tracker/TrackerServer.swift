@@ -45,6 +45,7 @@ public struct TrackerConfiguration: Sendable {
     public static let configFileKeys: Set<String> = [
         "pki", "name", "acl", "data", "ttl", "max-connections", "max-connections-per-peer", "max-files-per-peer", "idle-timeout", "handshake-timeout",
         "tls-backend", "log-level", "requests-per-second", "request-burst", "file-watch-interval", "stop-timeout", "metrics",
+        "registry", "registry-password-file", "registry-ca",
     ]
 
     public init(host: String, port: Int, pki: PKILayout, name: String, aclPath: String?, dataFolder: String) {
@@ -61,7 +62,7 @@ public struct TrackerConfiguration: Sendable {
 /// under an access control list, and logs every decision with the caller's identity.
 public final class TrackerServer: Sendable {
     public let configuration: TrackerConfiguration
-    public let registry: Registry
+    public let registry: any RegistryStore
     private let logger: Logger
     private let trust: TrustSource
     private let proofs: ProofCheck
@@ -82,7 +83,8 @@ public final class TrackerServer: Sendable {
     /// Log lines each certificate may still cause: a flood of requests cannot flood the log.
     private let logBudgets = CertificateBudgets(burst: 20, perSecond: 2)
 
-    public init(configuration: TrackerConfiguration, logger: Logger) throws {
+    /// A tracker over `registry`, or over the embedded ``Registry`` in the data folder without one.
+    public init(configuration: TrackerConfiguration, logger: Logger, registry store: (any RegistryStore)? = nil) throws {
         self.configuration = configuration
         self.logger = logger
         trust = TrustSource(try TrustStore.load(from: configuration.pki))
@@ -95,7 +97,7 @@ public final class TrackerServer: Sendable {
         ownCertificate = NIOLockedValueBox(identity.certificate)
         watchedFiles = NIOLockedValueBox(FileChangeWatch(paths: Self.filesToWatch(configuration)))
         acl = NIOLockedValueBox(try Self.loadACL(configuration.aclPath))
-        registry = try Registry(
+        registry = try store ?? Registry(
             folder: configuration.dataFolder, timeToLive: configuration.timeToLive, maximumFilesPerPeer: configuration.maximumFilesPerPeer, logger: logger
         )
         requestBudgets = configuration.requestsPerSecond > 0
@@ -128,11 +130,15 @@ public final class TrackerServer: Sendable {
         scheduleExpiry(on: bound.eventLoop)
         scheduleUpkeep(on: bound.eventLoop)
         warnAboutExpiry()
-        let counts = registry.counts
-        logger.info("tracker listening", metadata: [
-            "address": "\(bound.localAddress.map(Self.format) ?? "?")", "acl": "\(acl.withLockedValue { $0.source })",
-            "files": "\(counts.files)", "holders": "\(counts.holders)",
-        ])
+        let listening: Logger.Metadata = [
+            "address": "\(bound.localAddress.map(Self.format) ?? "?")", "acl": "\(acl.withLockedValue { $0.source })", "registry": "\(registry.location)",
+        ]
+        Task { [registry, logger] in
+            let counts = try? await registry.counts
+            logger.info("tracker listening", metadata: listening.merging([
+                "files": "\(counts.map { "\($0.files)" } ?? "?")", "holders": "\(counts.map { "\($0.holders)" } ?? "?")",
+            ]) { $1 })
+        }
         if configuration.aclPath == nil {
             logger.notice("no ACL file: every peer with a valid certificate may share, get and remove its own entries")
         }
@@ -146,10 +152,12 @@ public final class TrackerServer: Sendable {
     /// files, holders and journal size.
     public func recordMetrics() {
         GaugeMetric.trackerConnectionsOpen.set(Double(openConnections))
-        let counts = registry.counts
+        // A shared registry is counted in its database, not by each replica at every scrape.
+        guard let embedded = registry as? Registry else { return }
+        let counts = embedded.counts
         GaugeMetric.trackerRegistryFiles.set(Double(counts.files))
         GaugeMetric.trackerRegistryHolders.set(Double(counts.holders))
-        if let bytes = try? FileManager.default.attributesOfItem(atPath: registry.path)[.size] as? Int {
+        if let bytes = try? FileManager.default.attributesOfItem(atPath: embedded.path)[.size] as? Int {
             GaugeMetric.trackerJournalBytes.set(Double(bytes))
         }
     }
@@ -189,8 +197,8 @@ public final class TrackerServer: Sendable {
         }
         // The journal gets what is left of the bound, and a second at least.
         let remaining = max(1, Double((deadline - ContinuousClock.now).components.seconds))
-        let written = await Task.detached { [registry] in registry.close(within: remaining) }.value
-        if !written { logger.error("stopping: the journal's last writes did not finish in time", metadata: ["path": "\(registry.path)"]) }
+        let written = await Task.detached { [registry] in await registry.close(within: remaining) }.value
+        if !written { logger.error("stopping: the registry's last writes did not finish in time", metadata: ["registry": "\(registry.location)"]) }
         return drained && written
     }
 
@@ -345,9 +353,16 @@ public final class TrackerServer: Sendable {
         }
         switch request {
         case .get(let file):
-            return eventLoop.makeSucceededFuture(registry.holders(of: file, excluding: revokedHolders.fingerprints))
+            let excluded = revokedHolders.fingerprints
+            return eventLoop.makeFutureWithTask { [self] in
+                await unlessUnavailable(identity: identity) { try await registry.holders(of: file, excluding: excluded, now: Date()) }
+            }
         case .heartbeat(let port):
-            return eventLoop.makeSucceededFuture(Self.response(registry.heartbeat(address: Self.address(host, port), identity: identity)))
+            return eventLoop.makeFutureWithTask { [self] in
+                await unlessUnavailable(identity: identity) {
+                    Self.response(try await registry.heartbeat(address: Self.address(host, port), identity: identity, now: Date()))
+                }
+            }
         case .share, .remove, .allow, .leave, .revocationList:
             let isAdmin = rules.decide(.admin, for: identity).allowed
             let promise = eventLoop.makePromise(of: TrackerResponse.self)
@@ -360,6 +375,8 @@ public final class TrackerServer: Sendable {
                         log(.warning, "refused: the certificate's quota is used up", identity: identity, ["request": "\(request.line.prefix(100))"])
                     }
                     return Self.response(outcome)
+                } catch let error as RegistryUnavailable {
+                    return unavailable(error, identity: identity)
                 } catch {
                     log(.error, "cannot record a change", identity: identity, ["error": "\(error)"])
                     return .failure(code: .trackerError, message: "the tracker could not record this change; try again or use the other tracker")
@@ -367,6 +384,23 @@ public final class TrackerServer: Sendable {
             }
             return promise.futureResult
         }
+    }
+
+    /// The answer `read` gives, or `ERR UNAVAILABLE` while the registry cannot be reached.
+    private func unlessUnavailable(identity: VerifiedIdentity, _ read: () async throws -> TrackerResponse) async -> TrackerResponse {
+        do {
+            return try await read()
+        } catch let error as RegistryUnavailable {
+            return unavailable(error, identity: identity)
+        } catch {
+            log(.error, "cannot read the registry", identity: identity, ["error": "\(error)"])
+            return .failure(code: .trackerError, message: "the tracker could not read its registry; try again or use the other tracker")
+        }
+    }
+
+    private func unavailable(_ error: RegistryUnavailable, identity: VerifiedIdentity) -> TrackerResponse {
+        log(.warning, "the registry is unavailable", identity: identity, ["error": "\(error)"])
+        return .failure(code: .unavailable, message: "the tracker's registry cannot be reached now; nothing was recorded: try again shortly or use another tracker")
     }
 
     /// Makes a change; a share is recorded only once its signed header verifies.
@@ -381,14 +415,14 @@ public final class TrackerServer: Sendable {
                 return .refused(code: .proofInvalid, message: error.message)
             }
             return try await registry.share(
-                file: file, size: claim.size, name: claim.name, signer: claim.signer, address: Self.address(host, port), identity: identity
+                file: file, size: claim.size, name: claim.name, signer: claim.signer, address: Self.address(host, port), identity: identity, now: Date()
             )
         case .remove(let file, let port):
-            return try await registry.remove(file: file, address: Self.address(host, port), identity: identity, isAdmin: isAdmin)
+            return try await registry.remove(file: file, address: Self.address(host, port), identity: identity, isAdmin: isAdmin, now: Date())
         case .allow(let file):
-            return try await registry.allow(file: file)
+            return try await registry.allow(file: file, now: Date())
         case .leave(let port):
-            return try await registry.leave(address: Self.address(host, port), identity: identity)
+            return try await registry.leave(address: Self.address(host, port), identity: identity, now: Date())
         case .get, .heartbeat, .revocationList:
             preconditionFailure("\(request.line) changes nothing")
         }
@@ -403,9 +437,16 @@ public final class TrackerServer: Sendable {
 
     private func scheduleExpiry(on eventLoop: EventLoop) {
         let interval = TimeAmount.milliseconds(Int64(configuration.expirySweepInterval * 1000))
-        eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
-            let dropped = registry.expire()
-            if dropped > 0 { logger.info("dropped silent holders", metadata: ["count": "\(dropped)"]) }
+        eventLoop.scheduleRepeatedAsyncTask(initialDelay: interval, delay: interval) { [self] _ in
+            // One sweep at a time: the next is scheduled once this one is done.
+            eventLoop.makeFutureWithTask { [registry, logger] in
+                do {
+                    let dropped = try await registry.expire(now: Date())
+                    if dropped > 0 { logger.info("dropped silent holders", metadata: ["count": "\(dropped)"]) }
+                } catch {
+                    logger.warning("cannot drop silent holders now; the next sweep tries again", metadata: ["error": "\(error)"])
+                }
+            }
         }
     }
 

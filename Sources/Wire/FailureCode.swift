@@ -54,6 +54,9 @@ public enum FailureCode: String, CaseIterable, Sendable, CustomStringConvertible
     case trackerError = "TRACKER_ERROR"
     /// Over a per-certificate quota of the tracker (requests a second, files announced); slow down.
     case quota = "QUOTA"
+    /// The tracker's registry (its database) cannot be reached now; nothing was recorded. Try
+    /// again shortly or use another tracker.
+    case unavailable = "UNAVAILABLE"
 
     public var description: String { rawValue }
 

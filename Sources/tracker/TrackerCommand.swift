@@ -8,6 +8,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import PKI
+import PostgresRegistry
 import ServiceLifecycle
 import Telemetry
 import TLS
@@ -31,6 +32,13 @@ struct TrackerCommand: AsyncParsableCommand {
     @Option(help: "The tracker's certificate name (issued/NAME.crt and .key).") var name: String?
     @Option(help: ArgumentHelp("An access control list; without one every authenticated peer may share and get.", valueName: "file")) var acl: String?
     @Option(help: ArgumentHelp("Where seeders.txt lives.", valueName: "dir")) var data: String?
+    @Option(help: ArgumentHelp(
+        "A shared registry in PostgreSQL instead of seeders.txt: postgres://USER@HOST:PORT/DB[?sslmode=require|verify-ca|verify-full].",
+        valueName: "url"
+    )) var registry: String?
+    @Option(help: ArgumentHelp("A file holding the registry database's password (else PGPASSWORD).", valueName: "file")) var registryPasswordFile: String?
+    @Option(help: ArgumentHelp("CA certificate(s) that sign the registry database's certificate (else the system's).", valueName: "file"))
+    var registryCa: String?
     @Option(help: ArgumentHelp("A configuration file (key = value).", valueName: "file")) var config: String?
     @Option(help: "Seconds a holder stays listed without a heartbeat.") var ttl: Int?
     @Option(help: "TLS library: \(TLSBackend.available.map(\.rawValue).joined(separator: " or ")).") var tlsBackend: String?
@@ -66,22 +74,23 @@ struct TrackerCommand: AsyncParsableCommand {
         }
         try ProgramSupport.bootstrapLogging(levelName: logLevel ?? file?.string("log-level"))
         // Before anything counts: without --metrics every counter stays a no-op.
-        let registry = metricsAddress.map { _ in Telemetry.bootstrap() }
+        let metricsRegistry = metricsAddress.map { _ in Telemetry.bootstrap() }
         // Past a file-size limit a journal append fails (and is cut back) instead of killing the tracker.
         signal(SIGXFSZ, SIG_IGN)
         let logger = Logger(label: "tracker")
-        let server = try TrackerServer(configuration: settings, logger: logger)
+        let shared = try await openRegistry(file: file, settings: settings, logger: logger)
+        let server = try TrackerServer(configuration: settings, logger: logger, registry: shared)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         // The metrics first: an address that is taken stops the tracker before it serves anyone.
         var endpoint: MetricsEndpoint?
         var metricsBound: SocketAddress?
-        if let registry, let metricsAddress {
-            let metricsEndpoint = MetricsEndpoint(registry: registry, beforeScrape: { server.recordMetrics() })
+        if let metricsRegistry, let metricsAddress {
+            let metricsEndpoint = MetricsEndpoint(registry: metricsRegistry, beforeScrape: { server.recordMetrics() })
             metricsBound = try metricsEndpoint.start(host: metricsAddress.host, port: Int(metricsAddress.port), group: group)
             endpoint = metricsEndpoint
         }
         let bound = try server.start(group: group)
-        var started = "tracker '\(settings.name)' listening on \(TrackerServer.format(bound)); registry \(server.registry.path)"
+        var started = "tracker '\(settings.name)' listening on \(TrackerServer.format(bound)); registry \(server.registry.location)"
         if let metricsBound { started += "; metrics on http://\(TrackerServer.format(metricsBound))\(MetricsEndpoint.path)" }
         ProgramSupport.say(started)
         let reloading = ProgramSupport.onReload {
@@ -98,6 +107,29 @@ struct TrackerCommand: AsyncParsableCommand {
         endpoint?.stop()
         try await group.shutdownGracefully()
         ProgramSupport.say(service.cleanStop.withLockedValue { $0 } ? "tracker stopped" : "tracker stopped; some answers or journal writes were cut short (see the log)")
+    }
+
+    /// The shared registry named by --registry or the config file, or nil for seeders.txt.
+    private func openRegistry(file: ConfigFile?, settings: TrackerConfiguration, logger: Logger) async throws -> PostgresRegistry? {
+        guard let text = registry ?? file?.string("registry") else { return nil }
+        let address: RegistryAddress
+        do throws(RegistryAddressError) {
+            address = try RegistryAddress(text)
+        } catch {
+            throw ValidationError("registry: \(error)")
+        }
+        var password = ProcessInfo.processInfo.environment["PGPASSWORD"]
+        if let path = registryPasswordFile ?? file?.string("registry-password-file") {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ValidationError("cannot read the registry password file \(path)")
+            }
+            password = text.trimmingCharacters(in: .newlines)
+        }
+        // A database that cannot be used stops the start with a RegistryStartError saying what to check.
+        return try await PostgresRegistry.open(
+            address, password: password, certificateAuthorityFile: registryCa ?? file?.string("registry-ca"), timeToLive: settings.timeToLive,
+            maximumFilesPerPeer: settings.maximumFilesPerPeer, logger: logger
+        )
     }
 }
 
