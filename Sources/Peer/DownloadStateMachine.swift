@@ -20,12 +20,12 @@ import Wire
 /// ``PeerLimits/stallTimeout`` seconds is dropped; a holder whose connections bring nothing
 /// ``attemptsPerHolder`` times is given up. The download fails when no piece arrived for four stall
 /// timeouts, or when no holder is left to ask.
-struct DownloadStateMachine<Random: RandomNumberGenerator> {
+package struct DownloadStateMachine<Random: RandomNumberGenerator> {
     /// One connection, as the executor names it.
-    typealias ConnectionID = Int
+    package typealias ConnectionID = Int
 
     /// What happened.
-    enum Event {
+    package enum Event {
         /// The download begins with the holders the trackers listed.
         case started([HolderRecord])
         /// The trackers were asked again (``Action/discover``) and listed these.
@@ -47,7 +47,7 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
     }
 
     /// What to do.
-    enum Action {
+    package enum Action {
         case connect(ConnectionID, HolderRecord)
         /// Send these frames on the connection, then flush.
         case send(ConnectionID, [PeerFrame])
@@ -74,6 +74,8 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
         var banned: [String]
     }
 
+    /// How often the executor tells the machine the time (``Event/tick``: stalls, discovery).
+    package static var tickInterval: TimeAmount { .milliseconds(250) }
     /// Connection attempts to one holder that bring nothing before it is given up.
     static var attemptsPerHolder: Int { 3 }
     /// How recently a partial holder must have delivered a piece for seeds to be spared.
@@ -107,7 +109,7 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
     private var nextDiscovery: NIODeadline
     private var discoveryDelay = Self.firstDiscovery
     /// Whether the download still runs (it ends once, by finishing or failing).
-    private(set) var isRunning = true
+    package private(set) var isRunning = true
 
     /// What the machine knows of one holder (one certificate at one address).
     private struct HolderState {
@@ -154,7 +156,7 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
         let fromPartialHolder: Bool
     }
 
-    init(layout: PieceLayout, file: FileID, resumed: Bitfield, limits: PeerLimits, random: Random, now: NIODeadline) {
+    package init(layout: PieceLayout, file: FileID, resumed: Bitfield, limits: PeerLimits, random: Random, now: NIODeadline) {
         self.layout = layout
         self.file = file
         self.limits = limits
@@ -181,7 +183,7 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
     }
 
     /// Takes one event at `now`; returns what to do, in order.
-    mutating func handle(_ event: Event, now: NIODeadline) -> [Action] {
+    package mutating func handle(_ event: Event, now: NIODeadline) -> [Action] {
         guard isRunning else { return [] }
         var actions: [Action] = []
         switch event {
