@@ -100,7 +100,8 @@ public final class SwarmSimulation {
         case join(Int)
         case leave(Int)
         case tick(Int)
-        case holdersListed(Int, [HolderRecord], first: Bool)
+        /// The tracker's answer reaches `host`; it lists the holders registered by then.
+        case holdersListed(Int, first: Bool)
         case handshake(Int)
         case toHolder(Int, PeerFrame)
         case toDownloader(Int, PeerFrame)
@@ -206,8 +207,9 @@ public final class SwarmSimulation {
             guard hosts[index].machine != nil else { return }
             feed(index, .tick)
             schedule(.tick(index), at: now + Int64(Machine.tickInterval.nanoseconds))
-        case .holdersListed(let index, let records, let first):
+        case .holdersListed(let index, let first):
             guard hosts[index].alive, hosts[index].machine != nil else { return }
+            let records = listing(for: index)
             feed(index, first ? .started(records) : .holdersDiscovered(records))
         case .handshake(let id):
             let connection = connections[id]
@@ -259,7 +261,7 @@ public final class SwarmSimulation {
             layout: layout, file: file, resumed: hosts[index].have, limits: scenario.limits,
             random: SplitMix(seed: scenario.seed &* 1_000_003 &+ UInt64(index)), now: deadline
         )
-        later(.holdersListed(index, listing(for: index), first: true), trips: 2)
+        later(.holdersListed(index, first: true), trips: 2)
         schedule(.tick(index), at: now + Int64(Machine.tickInterval.nanoseconds))
     }
 
@@ -324,7 +326,7 @@ public final class SwarmSimulation {
             let delay = scenario.hashBytesPerSecond > 0 ? Self.nanoseconds(Double(data.readableBytes) / scenario.hashBytesPerSecond) : 0
             schedule(.verified(host: index, piece: piece, connection: local), at: now + delay)
         case .discover:
-            later(.holdersListed(index, listing(for: index), first: false), trips: 2)
+            later(.holdersListed(index, first: false), trips: 2)
         case .stored(let piece):
             _ = hosts[index].have.insert(piece)
             for id in hosts[index].serving.sorted() where connections[id].session?.partial == true {

@@ -7,7 +7,8 @@ import SwarmSimulation
 enum SimulatorCommand {
     static let usage = """
         usage: SwarmSimulator [--hosts N] [--file-mib F] [--piece-kib P] [--up-mbit U] [--down-mbit D] [--hetero]
-                              [--churn FRACTION] [--seed-leaves] [--latency-ms L] [--realloc-ms R] [--seed S]
+                              [--churn FRACTION] [--seed-leaves] [--latency-ms L] [--realloc-ms R]
+                              [--window-kib W] [--requests R] [--seed S]
                SwarmSimulator --report [--quick]
           --hosts N        leechers besides the one seeder (default 8)
           --file-mib F     file size in MiB (default 128)
@@ -15,6 +16,10 @@ enum SimulatorCommand {
           --hetero         every fourth leecher uploads at 20 Mbit/s
           --churn FRACTION this fraction of the leechers leaves before finishing, as many join late
           --seed-leaves    the seeder leaves once it has uploaded one copy
+          --latency-ms L   one-way delay of every message (default 1)
+          --realloc-ms R   give flows new rates at most every R ms (default 0: whenever flows start or end)
+          --window-kib W   super-seed-window (default 4096; 0 turns super-seeding off)
+          --requests R     requests-per-peer (default 8)
           --report         runs the lab validation and the N = 100 / 1,000 / 2,600 table
         """
 
@@ -44,6 +49,8 @@ enum SimulatorCommand {
             case "--seed-leaves": scenario.seedLeavesAfterOneCopy = true
             case "--latency-ms": scenario.latencyNanoseconds = Int64(value(argument) * 1e6)
             case "--realloc-ms": scenario.reallocationNanoseconds = Int64(value(argument) * 1e6)
+            case "--window-kib": scenario.limits.superSeedWindowBytes = Int(value(argument)) * 1024
+            case "--requests": scenario.limits.requestsPerPeer = max(1, Int(value(argument)))
             case "--seed": scenario.seed = UInt64(value(argument))
             case "--report": report = true
             case "--quick": quick = true
