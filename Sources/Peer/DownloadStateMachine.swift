@@ -244,7 +244,10 @@ package struct DownloadStateMachine<Random: RandomNumberGenerator> {
     private var openCount: Int { connections.count }
 
     private mutating func connectMore(now: NIODeadline, _ actions: inout [Action]) {
+        // In random order: with more holders than connections, downloaders that all took the same
+        // first ones (sorted) would crowd a few holders and leave the others idle.
         let eligible = holders.filter { !$0.value.excluded && $0.value.connection == nil && $0.value.retryAt <= now }.map(\.key).sorted()
+            .shuffled(using: &random)
         for key in eligible where openCount < limits.peersPerDownload {
             guard let record = holders[key]?.record, TrackerAddress(record.address) != nil else {
                 holders[key]?.excluded = true
