@@ -182,6 +182,13 @@ let package = Package(
             ],
             path: "Benchmarks/TrackerBenchmark"
         ),
+        .target(
+            name: "SwarmSimulation",
+            dependencies: ["Peer", "Wire", "PKI", "PKITesting", "Pieces", "MTorrentFormat", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Benchmarks/SwarmSimulation"
+        ),
+        .executableTarget(name: "SwarmSimulator", dependencies: ["SwarmSimulation"], path: "Benchmarks/SwarmSimulator"),
+        .testTarget(name: "SwarmSimulationTests", dependencies: ["SwarmSimulation", "Peer", "Pieces"]),
         .target(name: "PKITesting", dependencies: ["PKI", "FileIO"], path: "Tests/PKITesting"),
         .target(name: "PostgresTesting", path: "Tests/PostgresTesting"),
         .testTarget(

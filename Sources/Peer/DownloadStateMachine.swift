@@ -20,12 +20,12 @@ import Wire
 /// ``PeerLimits/stallTimeout`` seconds is dropped; a holder whose connections bring nothing
 /// ``attemptsPerHolder`` times is given up. The download fails when no piece arrived for four stall
 /// timeouts, or when no holder is left to ask.
-struct DownloadStateMachine<Random: RandomNumberGenerator> {
+package struct DownloadStateMachine<Random: RandomNumberGenerator> {
     /// One connection, as the executor names it.
-    typealias ConnectionID = Int
+    package typealias ConnectionID = Int
 
     /// What happened.
-    enum Event {
+    package enum Event {
         /// The download begins with the holders the trackers listed.
         case started([HolderRecord])
         /// The trackers were asked again (``Action/discover``) and listed these.
@@ -47,7 +47,7 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
     }
 
     /// What to do.
-    enum Action {
+    package enum Action {
         case connect(ConnectionID, HolderRecord)
         /// Send these frames on the connection, then flush.
         case send(ConnectionID, [PeerFrame])
@@ -76,6 +76,8 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
         var banned: [String]
     }
 
+    /// How often the executor tells the machine the time (``Event/tick``: stalls, discovery).
+    package static var tickInterval: TimeAmount { .milliseconds(250) }
     /// Connection attempts to one holder that bring nothing before it is given up.
     static var attemptsPerHolder: Int { 3 }
     /// How recently a partial holder must have delivered a piece for seeds to be spared.
@@ -109,7 +111,7 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
     private var nextDiscovery: NIODeadline
     private var discoveryDelay = Self.firstDiscovery
     /// Whether the download still runs (it ends once, by finishing or failing).
-    private(set) var isRunning = true
+    package private(set) var isRunning = true
 
     /// What the machine knows of one holder (one certificate at one address).
     private struct HolderState {
@@ -156,7 +158,7 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
         let fromPartialHolder: Bool
     }
 
-    init(layout: PieceLayout, file: FileID, resumed: Bitfield, limits: PeerLimits, random: Random, now: NIODeadline) {
+    package init(layout: PieceLayout, file: FileID, resumed: Bitfield, limits: PeerLimits, random: Random, now: NIODeadline) {
         self.layout = layout
         self.file = file
         self.limits = limits
@@ -183,7 +185,7 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
     }
 
     /// Takes one event at `now`; returns what to do, in order.
-    mutating func handle(_ event: Event, now: NIODeadline) -> [Action] {
+    package mutating func handle(_ event: Event, now: NIODeadline) -> [Action] {
         guard isRunning else { return [] }
         var actions: [Action] = []
         switch event {
@@ -244,7 +246,10 @@ struct DownloadStateMachine<Random: RandomNumberGenerator> {
     private var openCount: Int { connections.count }
 
     private mutating func connectMore(now: NIODeadline, _ actions: inout [Action]) {
+        // In random order: with more holders than connections, downloaders that all took the same
+        // first ones (sorted) would crowd a few holders and leave the others idle.
         let eligible = holders.filter { !$0.value.excluded && $0.value.connection == nil && $0.value.retryAt <= now }.map(\.key).sorted()
+            .shuffled(using: &random)
         for key in eligible where openCount < limits.peersPerDownload {
             guard let record = holders[key]?.record, TrackerAddress(record.address) != nil else {
                 holders[key]?.excluded = true

@@ -8,9 +8,9 @@ import Pieces
 /// piece has left the seed, each connection is offered everything, and downloaders ask the seed
 /// for whatever is still rare. A pure state machine shared by the connections of one file; the
 /// caller sends the offers as the bitfield and HAVE frames.
-struct PieceOffers {
+package struct PieceOffers {
     /// One connection of the file, as the caller numbers them.
-    typealias Connection = Int
+    package typealias Connection = Int
 
     let pieceCount: Int
     /// Pieces offered to one connection and not yet sent whole.
@@ -38,7 +38,7 @@ struct PieceOffers {
 
     /// Offers in pieces of `pieceSize` bytes, keeping about `windowBytes` on offer per connection
     /// (at least two pieces) so a downloader's request pipeline stays full.
-    init(pieceCount: Int, pieceSize: Int, windowBytes: Int, random: inout some RandomNumberGenerator) {
+    package init(pieceCount: Int, pieceSize: Int, windowBytes: Int, random: inout some RandomNumberGenerator) {
         self.pieceCount = pieceCount
         window = max(2, windowBytes / max(pieceSize, 1))
         order = Array(0..<pieceCount).shuffled(using: &random)
@@ -47,23 +47,23 @@ struct PieceOffers {
     }
 
     /// Every piece has left the seed: everyone is offered everything.
-    var firstCopyIsOut: Bool { out.isComplete }
+    package var firstCopyIsOut: Bool { out.isComplete }
 
     /// A connection asked for the file: the pieces to put in its bitfield.
-    mutating func opened(_ connection: Connection) -> Bitfield {
+    package mutating func opened(_ connection: Connection) -> Bitfield {
         connections[connection] = Offered(all: Bitfield(count: pieceCount), pending: [])
         _ = refill(connection)
         return connections[connection]!.all
     }
 
     /// Whether `piece` was offered to `connection` (only offered pieces are served).
-    func offered(_ piece: Int, to connection: Connection) -> Bool {
+    package func offered(_ piece: Int, to connection: Connection) -> Bool {
         connections[connection]?.all.contains(piece) == true
     }
 
     /// `piece` has been sent whole to `connection`; returns the new offers, by connection (every
     /// connection gets everything the moment the last piece first leaves).
-    mutating func sent(_ piece: Int, to connection: Connection) -> [Connection: [Int]] {
+    package mutating func sent(_ piece: Int, to connection: Connection) -> [Connection: [Int]] {
         connections[connection]?.pending.remove(piece)
         return markOut([piece])
     }
@@ -73,7 +73,7 @@ struct PieceOffers {
     /// for that downloader alone, and it is offered everything. Its pending pieces were not sent,
     /// so they go back to be offered to others first: the first copy is out only once every piece
     /// has really left.
-    mutating func untouched(by connection: Connection) -> [Connection: [Int]] {
+    package mutating func untouched(by connection: Connection) -> [Connection: [Int]] {
         guard let offered = connections[connection], !offered.pending.isEmpty else { return [:] }
         for piece in offered.pending.sorted() where !out.contains(piece) {
             onOffer.remove(piece)
@@ -93,20 +93,20 @@ struct PieceOffers {
     }
 
     /// Whether `connection` has offers it has not taken.
-    func hasPendingOffers(_ connection: Connection) -> Bool {
+    package func hasPendingOffers(_ connection: Connection) -> Bool {
         connections[connection]?.pending.isEmpty == false
     }
 
     /// `connection` is the file's only one, with offers pending: there is no one to spread the
     /// first copy to, so it may as well be offered everything (several seeds serving one
     /// downloader then do not wait on each other's windows).
-    mutating func alone(_ connection: Connection) -> [Connection: [Int]] {
+    package mutating func alone(_ connection: Connection) -> [Connection: [Int]] {
         guard connections.count == 1 else { return [:] }
         return untouched(by: connection)
     }
 
     /// A connection ended: what it was offered and did not take goes back to be offered first.
-    mutating func closed(_ connection: Connection) {
+    package mutating func closed(_ connection: Connection) {
         guard let gone = connections.removeValue(forKey: connection) else { return }
         for piece in gone.pending.sorted() where !out.contains(piece) {
             onOffer.remove(piece)

@@ -38,13 +38,8 @@ final class SeedSession: ChannelInboundHandler {
     private var offerCheck: RepeatedTask?
     /// Requests received since the last look.
     private var recentRequests = 0
-    /// Looks in a row that found the client asking for none of its offers.
-    private var idleLooks = 0
-    /// Looks in a row (two seconds) after which a client that asks for none of its offers is taken
-    /// to be served by another seed.
-    static let idleLooksForAnotherSeed = 4
-    /// How often offers a client does not ask for are replaced.
-    static let offerCheckInterval = TimeAmount.milliseconds(500)
+    /// Whether the client leaves its offers alone.
+    private var offerWatch = OfferWatch()
 
     init(seeder: Seeder, index: ShareIndex, threadPool: NIOThreadPool, logger: Logger) {
         self.seeder = seeder
@@ -166,7 +161,7 @@ final class SeedSession: ChannelInboundHandler {
             }
         }
         offers = (shared, connection)
-        offerCheck = eventLoop.scheduleRepeatedTask(initialDelay: Self.offerCheckInterval, delay: Self.offerCheckInterval) { _ in
+        offerCheck = eventLoop.scheduleRepeatedTask(initialDelay: OfferWatch.interval, delay: OfferWatch.interval) { _ in
             let (session, _) = bound.value
             session.checkOffers()
         }
@@ -179,16 +174,10 @@ final class SeedSession: ChannelInboundHandler {
         guard let offers else { return }
         // A downloader that is still the file's only one half a second on is offered everything.
         if offers.shared.hasPendingOffers(offers.connection) { offers.shared.alone(offers.connection) }
-        guard recentRequests == 0, queued.isEmpty, !busy, offers.shared.hasPendingOffers(offers.connection) else {
-            idleLooks = 0
-            return
+        let quiet = recentRequests == 0 && queued.isEmpty && !busy
+        if offerWatch.look(quiet: quiet, pending: offers.shared.hasPendingOffers(offers.connection)) {
+            offers.shared.untouched(by: offers.connection)
         }
-        // Offers go out behind the blocks already in the socket, so a client sharing a slow uplink
-        // may see them only much later: only a long silence means another seed serves it.
-        idleLooks += 1
-        guard idleLooks >= Self.idleLooksForAnotherSeed else { return }
-        idleLooks = 0
-        offers.shared.untouched(by: offers.connection)
     }
 
     private func pieceCount(_ size: UInt64, _ pieceSize: Int) -> Int {

@@ -45,8 +45,6 @@ public struct DownloadProgress: Sendable {
 final class Swarm: @unchecked Sendable {
     /// Seconds a connection to a holder may take to open.
     static let connectTimeoutSeconds: Int64 = 5
-    /// How often the machine is told the time (stalls, discovery).
-    static let tickInterval = TimeAmount.milliseconds(250)
 
     typealias Machine = DownloadStateMachine<SystemRandomNumberGenerator>
 
@@ -98,7 +96,7 @@ final class Swarm: @unchecked Sendable {
         loop.execute { [self] in
             outcome = promise
             startedAt = .now()
-            timer = loop.scheduleRepeatedTask(initialDelay: Self.tickInterval, delay: Self.tickInterval) { [self] _ in handle(.tick) }
+            timer = loop.scheduleRepeatedTask(initialDelay: Machine.tickInterval, delay: Machine.tickInterval) { [self] _ in handle(.tick) }
             handle(.started(initial))
         }
         do {
