@@ -11,7 +11,8 @@ import Wire
 
 /// `tracker` processes sharing one registry in a PostgreSQL started for the test: a share answered
 /// by one replica is listed by the other, even after the first is killed with SIGKILL; a tracker
-/// whose database is not there refuses to start and says what to check.
+/// whose database is not there refuses to start and says what to check; SIGTERM stops a replica
+/// cleanly.
 @Suite(.serialized) struct ReplicaProcessTests {
     private let ca: TestAuthority
     private let group = MultiThreadedEventLoopGroup.singleton
@@ -58,6 +59,14 @@ import Wire
         }
         #expect(after.map(\.name) == ["alice"])
         #expect(try postgres.psql("SELECT count(*) FROM holders") == "1\n")
+        // SIGTERM stops a replica gracefully: its pool closes within the bound and it says so.
+        second.signal(SIGTERM)
+        let deadline = Date() + 20
+        while second.process.isRunning, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!second.process.isRunning, "a replica still runs 20 s after SIGTERM")
+        guard !second.process.isRunning else { return }
+        #expect(second.process.terminationStatus == 0)
+        #expect(second.remainingOutput().contains("tracker stopped\n"))
     }
 
     @Test func aTrackerWithoutItsDatabaseExitsSayingWhatToCheck() throws {
