@@ -27,7 +27,8 @@ extension SwarmSimulation {
         if hosts[holder].isComplete, scenario.limits.superSeedWindowBytes > 0 {
             if hosts[holder].offers == nil {
                 hosts[holder].offers = PieceOffers(
-                    pieceCount: layout.pieceCount, pieceSize: layout.pieceSize, windowBytes: scenario.limits.superSeedWindowBytes, random: &random
+                    pieceCount: layout.pieceCount, pieceSize: layout.pieceSize, windowBytes: scenario.limits.superSeedWindowBytes,
+                    copies: scenario.limits.superSeedCopies, random: &random
                 )
             }
             let offer = hosts[holder].nextOfferConnection

@@ -8,7 +8,7 @@ enum SimulatorCommand {
     static let usage = """
         usage: SwarmSimulator [--hosts N] [--file-mib F] [--piece-kib P] [--up-mbit U] [--down-mbit D] [--hetero]
                               [--churn FRACTION] [--seed-leaves] [--latency-ms L] [--realloc-ms R]
-                              [--window-kib W] [--requests R] [--seed S]
+                              [--window-kib W] [--copies C] [--requests R] [--seed S]
                SwarmSimulator --report [--quick]
           --hosts N        leechers besides the one seeder (default 8)
           --file-mib F     file size in MiB (default 128)
@@ -19,6 +19,7 @@ enum SimulatorCommand {
           --latency-ms L   one-way delay of every message (default 1)
           --realloc-ms R   give flows new rates at most every R ms (default 0: whenever flows start or end)
           --window-kib W   super-seed-window (default 4096; 0 turns super-seeding off)
+          --copies C       super-seed-copies (default 1)
           --requests R     requests-per-peer (default 8)
           --report         runs the lab validation and the N = 100 / 1,000 / 2,600 table
         """
@@ -50,6 +51,7 @@ enum SimulatorCommand {
             case "--latency-ms": scenario.latencyNanoseconds = Int64(value(argument) * 1e6)
             case "--realloc-ms": scenario.reallocationNanoseconds = Int64(value(argument) * 1e6)
             case "--window-kib": scenario.limits.superSeedWindowBytes = Int(value(argument)) * 1024
+            case "--copies": scenario.limits.superSeedCopies = max(1, Int(value(argument)))
             case "--requests": scenario.limits.requestsPerPeer = max(1, Int(value(argument)))
             case "--seed": scenario.seed = UInt64(value(argument))
             case "--report": report = true

@@ -30,6 +30,9 @@ public struct PeerLimits: Sendable, Equatable {
     /// Bytes of a shared file offered to one downloader at a time until every piece has left this
     /// peer once (super-seeding); 0 offers every piece at once (`super-seed-window`, in KiB).
     public var superSeedWindowBytes = 4 * 1024 * 1024
+    /// Copies of each piece a seed hands out through those offers before it offers every piece
+    /// (`super-seed-copies`).
+    public var superSeedCopies = 1
 
     public init() {}
 }

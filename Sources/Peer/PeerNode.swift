@@ -34,7 +34,7 @@ public struct PeerConfiguration: Sendable {
     public static let configFileKeys: Set<String> = [
         "pki", "name", "state", "tls-backend", "heartbeat", "tracker-timeout", "log-level", "peers-per-download", "requests-per-peer", "upload-slots",
         "queued-requests", "upload-limit", "stall-timeout", "discovery-interval", "uploads-per-peer", "max-connections", "handshake-timeout",
-        "idle-timeout", "crl-poll-interval", "file-watch-interval", "super-seed-window", "keep-seeding", "trackers", "json", "metrics",
+        "idle-timeout", "crl-poll-interval", "file-watch-interval", "super-seed-window", "super-seed-copies", "keep-seeding", "trackers", "json", "metrics",
     ]
 
     public init(host: String, port: Int, trackers: [TrackerAddress], pki: PKILayout, name: String, stateFolder: String) {

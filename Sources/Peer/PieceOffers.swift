@@ -1,13 +1,14 @@
 import NIOConcurrencyHelpers
 import Pieces
 
-/// How a seed hands out the first copy of a file, so that each piece leaves it about once and the
-/// downloaders trade the rest among themselves (super-seeding). Instead of offering every piece,
-/// the seed offers each connection a few pieces at a time — pieces no one has been sent yet and no
-/// other connection has on offer — and one more each time a piece has been sent whole. Once every
-/// piece has left the seed, each connection is offered everything, and downloaders ask the seed
-/// for whatever is still rare. A pure state machine shared by the connections of one file; the
-/// caller sends the offers as the bitfield and HAVE frames.
+/// How a seed hands out the first copies of a file, so that each piece leaves it about as often as
+/// asked and the downloaders trade the rest among themselves (super-seeding). Instead of offering
+/// every piece, the seed offers each connection a few pieces at a time — pieces this copy has not
+/// been sent yet and no other connection has on offer — and one more each time a piece has been
+/// sent whole. Once every piece has left the seed `copies` times, each connection is offered
+/// everything, and downloaders ask the seed for whatever is still rare. A pure state machine
+/// shared by the connections of one file; the caller sends the offers as the bitfield and HAVE
+/// frames.
 package struct PieceOffers {
     /// One connection of the file, as the caller numbers them.
     package typealias Connection = Int
@@ -15,15 +16,22 @@ package struct PieceOffers {
     let pieceCount: Int
     /// Pieces offered to one connection and not yet sent whole.
     let window: Int
-    /// The order in which pieces are first offered (a random permutation: downloaders that start
-    /// together get different pieces).
+    /// Copies of each piece handed out by offers before everyone is offered everything.
+    let copies: Int
+    /// The copy being handed out now, from 1; past `copies` everyone is offered everything.
+    private var copy = 1
+    /// The order in which pieces are offered, the same for every copy (a random permutation:
+    /// downloaders that start together get different pieces).
     private let order: [Int]
-    private var cursor = 0
+    /// Where this copy's next look into `order` starts: every piece before it is out or on offer.
+    private var head = 0
     /// Pieces offered to a connection that went away before it took them: offered first again.
     private var returned: [Int] = []
-    /// Pieces sent whole at least once (or that a downloader turned out to have already).
-    private var out: Bitfield
-    /// Pieces on offer to some connection and not yet sent whole.
+    /// Times each piece was sent whole, at most `copies`.
+    private var sends: [Int]
+    /// Pieces whose current copy is not out yet.
+    private var remaining: Int
+    /// Pieces on offer to some connection and not yet sent whole for this copy.
     private var onOffer: Bitfield
     private var connections: [Connection: Offered] = [:]
 
@@ -32,22 +40,25 @@ package struct PieceOffers {
         var all: Bitfield
         /// Offered and not yet sent whole.
         var pending: Set<Int>
-        /// Offered everything (the first copy is out, or another seed serves it).
+        /// Offered everything (every copy is out, or another seed serves it).
         var offeredEverything = false
     }
 
     /// Offers in pieces of `pieceSize` bytes, keeping about `windowBytes` on offer per connection
-    /// (at least two pieces) so a downloader's request pipeline stays full.
-    package init(pieceCount: Int, pieceSize: Int, windowBytes: Int, random: inout some RandomNumberGenerator) {
+    /// (at least two pieces) so a downloader's request pipeline stays full, until each piece left
+    /// `copies` times (at least once).
+    package init(pieceCount: Int, pieceSize: Int, windowBytes: Int, copies: Int = 1, random: inout some RandomNumberGenerator) {
         self.pieceCount = pieceCount
         window = max(2, windowBytes / max(pieceSize, 1))
+        self.copies = max(1, copies)
         order = Array(0..<pieceCount).shuffled(using: &random)
-        out = Bitfield(count: pieceCount)
+        sends = Array(repeating: 0, count: pieceCount)
+        remaining = pieceCount
         onOffer = Bitfield(count: pieceCount)
     }
 
-    /// Every piece has left the seed: everyone is offered everything.
-    package var firstCopyIsOut: Bool { out.isComplete }
+    /// The last copy is out (see `currentCopyIsOut`): everyone is offered everything.
+    package var everyCopyIsOut: Bool { copy > copies }
 
     /// A connection asked for the file: the pieces to put in its bitfield.
     package mutating func opened(_ connection: Connection) -> Bitfield {
@@ -62,32 +73,50 @@ package struct PieceOffers {
     }
 
     /// `piece` has been sent whole to `connection`; returns the new offers, by connection (every
-    /// connection gets everything the moment the last piece first leaves).
+    /// connection gets everything the moment the last copy is out).
     package mutating func sent(_ piece: Int, to connection: Connection) -> [Connection: [Int]] {
         connections[connection]?.pending.remove(piece)
-        return markOut([piece])
+        if sends[piece] < copies {
+            sends[piece] += 1
+            if sends[piece] == copy { remaining -= 1 }
+        }
+        if sends[piece] >= copy { onOffer.remove(piece) }
+        var offers = refillAll()
+        while currentCopyIsOut {
+            startNextCopy()
+            offers.merge(refillAll()) { $0 + $1 }
+        }
+        return offers
+    }
+
+    /// Whether the copy being handed out is out: every piece has really left that often. (A
+    /// downloader that fetched its offers from other holders leaves them with the seed; the
+    /// caller's ``OfferWatch`` finds it asking for nothing and its offers go to others.)
+    private var currentCopyIsOut: Bool { copy <= copies && remaining == 0 }
+
+    /// Tops up every connection's offers; returns the new ones, by connection.
+    private mutating func refillAll() -> [Connection: [Int]] {
+        var offers: [Connection: [Int]] = [:]
+        for connection in connections.keys.sorted() {
+            let added = refill(connection)
+            if !added.isEmpty { offers[connection] = added }
+        }
+        return offers
     }
 
     /// `connection` left the pieces it was offered alone while it asked for nothing here. No one
-    /// else was sent them, so another seed is serving it: this seed cannot spread the first copy
-    /// for that downloader alone, and it is offered everything. Its pending pieces were not sent,
-    /// so they go back to be offered to others first: the first copy is out only once every piece
-    /// has really left.
+    /// else was sent them, so another seed is serving it: this seed cannot spread the copies for
+    /// that downloader alone, and it is offered everything. Its pending pieces were not sent, so
+    /// they go back to be offered to others first: a copy is out only once every piece has really
+    /// left.
     package mutating func untouched(by connection: Connection) -> [Connection: [Int]] {
         guard let offered = connections[connection], !offered.pending.isEmpty else { return [:] }
-        for piece in offered.pending.sorted() where !out.contains(piece) {
-            onOffer.remove(piece)
-            returned.append(piece)
-        }
+        putBack(offered.pending)
         connections[connection]?.pending = []
         connections[connection]?.offeredEverything = true
         connections[connection]?.all = .full(count: pieceCount)
         let rest = (0..<pieceCount).filter { !offered.all.contains($0) }
-        var offers: [Connection: [Int]] = [:]
-        for other in connections.keys.sorted() where other != connection {
-            let added = refill(other)
-            if !added.isEmpty { offers[other] = added }
-        }
+        var offers = refillAll()
         if !rest.isEmpty { offers[connection] = rest }
         return offers
     }
@@ -98,8 +127,8 @@ package struct PieceOffers {
     }
 
     /// `connection` is the file's only one, with offers pending: there is no one to spread the
-    /// first copy to, so it may as well be offered everything (several seeds serving one
-    /// downloader then do not wait on each other's windows).
+    /// copies to, so it may as well be offered everything (several seeds serving one downloader
+    /// then do not wait on each other's windows).
     package mutating func alone(_ connection: Connection) -> [Connection: [Int]] {
         guard connections.count == 1 else { return [:] }
         return untouched(by: connection)
@@ -108,30 +137,36 @@ package struct PieceOffers {
     /// A connection ended: what it was offered and did not take goes back to be offered first.
     package mutating func closed(_ connection: Connection) {
         guard let gone = connections.removeValue(forKey: connection) else { return }
-        for piece in gone.pending.sorted() where !out.contains(piece) {
+        putBack(gone.pending)
+    }
+
+    /// Pieces offered and not taken are offered first again, if this copy of them is not out.
+    private mutating func putBack(_ pieces: Set<Int>) {
+        for piece in pieces.sorted() where sends[piece] < copy {
             onOffer.remove(piece)
             returned.append(piece)
         }
     }
 
-    private mutating func markOut(_ pieces: [Int]) -> [Connection: [Int]] {
-        for piece in pieces {
-            _ = out.insert(piece)
-            onOffer.remove(piece)
+    /// The copy being handed out is out: the next starts, in the same order, with the pieces still
+    /// pending at some connection counted as on offer.
+    private mutating func startNextCopy() {
+        copy += 1
+        guard copy <= copies else { return }
+        head = 0
+        returned = []
+        remaining = sends.count(where: { $0 < copy })
+        onOffer = Bitfield(count: pieceCount)
+        for offered in connections.values {
+            for piece in offered.pending where sends[piece] < copy { _ = onOffer.insert(piece) }
         }
-        var offers: [Connection: [Int]] = [:]
-        for connection in connections.keys.sorted() {
-            let added = refill(connection)
-            if !added.isEmpty { offers[connection] = added }
-        }
-        return offers
     }
 
-    /// Tops up `connection`'s offers to the window (or offers it everything once the first copy is out).
+    /// Tops up `connection`'s offers to the window (or offers it everything once every copy is out).
     private mutating func refill(_ connection: Connection) -> [Int] {
         guard var offered = connections[connection], !offered.offeredEverything else { return [] }
         var added: [Int] = []
-        if firstCopyIsOut {
+        if everyCopyIsOut {
             for piece in 0..<pieceCount where offered.all.insert(piece) { added.append(piece) }
             offered.offeredEverything = true
             offered.pending = []
@@ -147,19 +182,26 @@ package struct PieceOffers {
         return added
     }
 
-    /// A piece not yet out, on offer nowhere, and never offered to this connection.
+    /// A piece whose current copy is not out, on offer nowhere, and never offered to this connection.
     private mutating func nextFresh(excluding seen: Bitfield) -> Int? {
-        if let index = returned.firstIndex(where: { !out.contains($0) && !onOffer.contains($0) && !seen.contains($0) }) {
+        returned.removeAll { sends[$0] >= copy }
+        if let index = returned.firstIndex(where: { !onOffer.contains($0) && !seen.contains($0) }) {
             return returned.remove(at: index)
         }
-        returned.removeAll { out.contains($0) }
-        // Pieces from the cursor on have never been offered to anyone.
-        guard cursor < order.count else { return nil }
-        defer { cursor += 1 }
-        return order[cursor]
+        var index = head
+        while index < order.count {
+            let piece = order[index]
+            if sends[piece] >= copy || onOffer.contains(piece) {
+                // Out, or on offer (it comes back through `returned` if not taken): no one's next.
+                if index == head { head += 1 }
+            } else if !seen.contains(piece) {
+                return piece
+            }
+            index += 1
+        }
+        return nil
     }
 }
-
 
 /// The ``PieceOffers`` of one shared file, shared by its connections on their event loops: each
 /// connection says how to send it HAVE frames, and new offers are sent through that, outside the lock.
@@ -172,9 +214,10 @@ final class SharedOffers: Sendable {
 
     private let state: NIOLockedValueBox<State>
 
-    init(pieceCount: Int, pieceSize: Int, windowBytes: Int) {
+    init(pieceCount: Int, pieceSize: Int, windowBytes: Int, copies: Int) {
         var random = SystemRandomNumberGenerator()
-        state = NIOLockedValueBox(State(offers: PieceOffers(pieceCount: pieceCount, pieceSize: pieceSize, windowBytes: windowBytes, random: &random)))
+        let offers = PieceOffers(pieceCount: pieceCount, pieceSize: pieceSize, windowBytes: windowBytes, copies: copies, random: &random)
+        state = NIOLockedValueBox(State(offers: offers))
     }
 
     /// A connection asked for the file: its number and the bitfield to send it. `send` delivers

@@ -128,7 +128,7 @@ public final class Seeder: Sendable {
         guard limits.superSeedWindowBytes > 0 else { return nil }
         return offers.withLockedValue { offers in
             if let existing = offers[file] { return existing }
-            let made = SharedOffers(pieceCount: pieceCount, pieceSize: pieceSize, windowBytes: limits.superSeedWindowBytes)
+            let made = SharedOffers(pieceCount: pieceCount, pieceSize: pieceSize, windowBytes: limits.superSeedWindowBytes, copies: limits.superSeedCopies)
             offers[file] = made
             return made
         }

@@ -213,6 +213,7 @@ struct PeerCommand: AsyncParsableCommand {
         if let value = try file.integer("stall-timeout", in: 2...600) { limits.stallTimeout = Int64(value) }
         if let value = try file.integer("discovery-interval", in: 1...600) { limits.discoveryInterval = Int64(value) }
         if let value = try file.integer("super-seed-window", in: 0...1_048_576) { limits.superSeedWindowBytes = value * 1024 }
+        if let value = try file.integer("super-seed-copies", in: 1...16) { limits.superSeedCopies = value }
         return limits
     }
 }

@@ -4,7 +4,7 @@ import Testing
 
 @testable import Peer
 
-/// Super-seeding: which pieces a seed offers each connection, until the first copy is out.
+/// Super-seeding: which pieces a seed offers each connection, until every copy it hands out is out.
 @Suite struct PieceOffersTests {
     /// 16 pieces of 256 KiB, two pieces on offer per connection.
     func offers() -> PieceOffers {
@@ -39,20 +39,71 @@ import Testing
         var sentOnce = Set<Int>()
         var everything: [Int: [Int]] = [:]
         // The two connections take turns sending their lowest pending piece.
-        for round in 0..<32 where !offers.firstCopyIsOut {
+        for round in 0..<32 where !offers.everyCopyIsOut {
             let connection = round % 2 + 1
             guard let piece = held[connection]!.subtracting(sentOnce).min() else { continue }
             sentOnce.insert(piece)
             for (target, added) in offers.sent(piece, to: connection) {
                 held[target]!.formUnion(added)
-                if offers.firstCopyIsOut { everything[target] = added }
+                if offers.everyCopyIsOut { everything[target] = added }
             }
         }
-        #expect(offers.firstCopyIsOut)
+        #expect(offers.everyCopyIsOut)
         #expect(sentOnce.count == 16, "every piece was sent exactly once before everything was offered")
         #expect(held[1]!.count == 16 && held[2]!.count == 16)
         #expect(everything.keys.sorted() == [1, 2])
         #expect(pieces(offers.opened(3)).count == 16, "a latecomer is offered everything")
+    }
+
+    @Test func withTwoCopiesEachPieceLeavesTwiceToDifferentConnectionsBeforeEverythingIsOffered() {
+        var random = SplitMix(seed: 5)
+        var offers = PieceOffers(pieceCount: 16, pieceSize: 256 * 1024, windowBytes: 512 * 1024, copies: 2, random: &random)
+        var pending: [Int: Set<Int>] = [:]
+        var received: [Int: Set<Int>] = [1: [], 2: [], 3: []]
+        for connection in 1...3 { pending[connection] = pieces(offers.opened(connection)) }
+        var sends = [Int](repeating: 0, count: 16)
+        // The connections take turns sending their lowest pending piece, until everything is offered.
+        for turn in 0..<200 where !offers.everyCopyIsOut {
+            let connection = turn % 3 + 1
+            guard let piece = pending[connection]!.min() else { continue }
+            pending[connection]!.remove(piece)
+            #expect(received[connection]!.insert(piece).inserted, "connection \(connection) is never offered a piece it was sent")
+            sends[piece] += 1
+            for (target, added) in offers.sent(piece, to: connection) { pending[target]!.formUnion(added) }
+        }
+        #expect(offers.everyCopyIsOut)
+        #expect(sends.allSatisfy { $0 >= 1 && $0 <= 2 }, "no piece left a third time by offers: \(sends)")
+        // The second copy is out but for pieces on offer: at most a window (two) per connection.
+        #expect(sends.count(where: { $0 == 2 }) >= 16 - 3 * 2, "\(sends)")
+        #expect(pieces(offers.opened(4)).count == 16, "a latecomer is offered everything")
+    }
+
+    @Test func aLaterCopyLeftOnOfferGoesToOthersOnceItsDownloaderIsFoundServedElsewhere() {
+        var random = SplitMix(seed: 7)
+        var offers = PieceOffers(pieceCount: 16, pieceSize: 256 * 1024, windowBytes: 512 * 1024, copies: 2, random: &random)
+        var pending: [Int: Set<Int>] = [:]
+        for connection in 1...3 { pending[connection] = pieces(offers.opened(connection)) }
+        var sent = 0
+        // Once the first copy is out, connection 1 fetches its offers from other holders and
+        // never asks the seed for them.
+        for turn in 0..<200 where !offers.everyCopyIsOut {
+            let connection = turn % 3 + 1
+            guard connection != 1 || sent < 16, let piece = pending[connection]!.min() else { continue }
+            pending[connection]!.remove(piece)
+            sent += 1
+            for (target, added) in offers.sent(piece, to: connection) { pending[target]!.formUnion(added) }
+        }
+        #expect(!offers.everyCopyIsOut, "the second copy is out only once it has really left")
+        #expect(offers.hasPendingOffers(1))
+        // The seed's watch finds connection 1 asking for nothing: its offers go to the others.
+        for (target, added) in offers.untouched(by: 1) where target != 1 { pending[target]!.formUnion(added) }
+        for turn in 0..<200 where !offers.everyCopyIsOut {
+            let connection = turn % 2 + 2
+            guard let piece = pending[connection]!.min() else { continue }
+            pending[connection]!.remove(piece)
+            for (target, added) in offers.sent(piece, to: connection) where target != 1 { pending[target]!.formUnion(added) }
+        }
+        #expect(offers.everyCopyIsOut, "the offers left with connection 1 kept the seed from offering everything")
     }
 
     @Test func whatALeavingConnectionDidNotTakeIsOfferedFirstToTheNext() {
@@ -72,7 +123,7 @@ import Testing
         #expect((0..<16).allSatisfy { offers.offered($0, to: 1) })
         // They were not sent: a newcomer is offered them first, and the first copy is not out.
         #expect(pieces(offers.opened(2)) == first)
-        #expect(!offers.firstCopyIsOut)
+        #expect(!offers.everyCopyIsOut)
         #expect(offers.untouched(by: 3).isEmpty, "an unknown connection changes nothing")
     }
 
