@@ -41,9 +41,11 @@ struct TrackerBenchmark {
         logger.logLevel = .error
         let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        // One client certificate makes every request: the per-certificate rate limit is off here.
+        // One client certificate makes every request: the per-certificate rate limit is off here,
+        // and it may hold more connections than the persistent or the fresh-connection test opens.
         var configuration = TrackerConfiguration(host: "127.0.0.1", port: 0, pki: ca.layout, name: "tracker", aclPath: nil, dataFolder: ca.folder.file("data"))
         configuration.requestsPerSecond = 0
+        configuration.maximumConnectionsPerPeer = max(64, connections)
         let server = try TrackerServer(configuration: configuration, logger: logger)
         let port = try server.start(group: serverGroup).port!
         let identity = try SigningIdentity.load(named: "client", from: ca.layout)
