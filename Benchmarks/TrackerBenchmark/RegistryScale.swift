@@ -165,7 +165,7 @@ enum RegistryScale {
     static func generate(files indices: some Sequence<Int>, into folder: String) throws -> Int {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let path = folder + "/seeders.txt"
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         defer { try? handle.close() }
         let fingerprints = (0..<peers).map { String(format: "%064lx", $0 &* 40_503 &+ 7) }

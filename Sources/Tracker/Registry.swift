@@ -68,20 +68,19 @@ public final class Registry: Sendable {
         let existed = FileIO.exists(path)
         if existed {
             let journalBytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
-            var replayedBytes = 0
-            read.bytes = try FileIO.forEachLine(path, maximumLineLength: JournalLine.maximumLength) { [path] line, number in
-                guard let parsed = JournalLine(line) else {
-                    throw JournalError(path: path, line: number, text: String(decoding: line, as: UTF8.self))
+            var sized = false
+            read.bytes = try JournalReader.read(path) { batch in
+                for line in batch.lines {
+                    replayed.apply(line, now: now)
+                    earlierFormat = earlierFormat || line.isEarlierFormat
                 }
-                replayed.apply(parsed, now: now)
-                replayedBytes += line.count + 1
-                if number == Self.linesBeforeSizing, let journalBytes {
+                read.lines = batch.lastLineNumber
+                if !sized, batch.lastLineNumber >= Self.linesBeforeSizing, let journalBytes {
                     // The files seen so far, scaled to the whole journal, with a little room.
-                    replayed.reserveCapacity(files: Int(Double(replayed.fileCount) * Double(journalBytes) / Double(replayedBytes) * 1.05))
+                    replayed.reserveCapacity(files: Int(Double(replayed.fileCount) * Double(journalBytes) / Double(batch.bytesThrough) * 1.05))
+                    sized = true
                 }
-                earlierFormat = earlierFormat || parsed.isEarlierFormat
-                read.lines = number
-            }.wholeLines
+            }
         }
         state = NIOLockedValueBox(replayed)
         let averageLine = read.lines == 0 ? 200 : read.bytes / read.lines

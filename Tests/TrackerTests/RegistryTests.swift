@@ -201,6 +201,34 @@ import Wire
         #expect(error?.description.contains("line 2") == true)
     }
 
+    @Test func aJournalOfManyBatchesIsReplayedWholeAndADamagedLineDeepInItIsNamed() async throws {
+        let folder = TemporaryFolder()
+        try FileIO.makeFolder(folder.path, mode: 0o755)
+        // 12,000 files, each a claim and a hold: 24,000 lines, several of the reader's batches.
+        var lines: [String] = []
+        for index in 0..<12_000 {
+            let root = String(repeating: "0", count: 56) + String(format: "%08x", index)
+            lines.append("claim \(root) 7 alice \(alice.fingerprint) f\(index)")
+            lines.append("hold \(root) alice 127.0.0.1:1 alice \(alice.fingerprint)")
+        }
+        let path = folder.file("seeders.txt")
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        do {
+            let registry = try Registry(folder: folder.path, timeToLive: 300)
+            #expect(registry.counts.files == 12_000 && registry.counts.holders == 12_000)
+            let last = FileID(hex: String(repeating: "0", count: 56) + String(format: "%08x", 11_999))!
+            guard case .holders(7, "f11999", let holders) = registry.holders(of: last) else {
+                Issue.record("the journal's last file was not replayed")
+                return
+            }
+            #expect(holders.map(\.name) == ["alice"])
+        }
+        lines[20_000] = String(lines[20_000].prefix(30))
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let error = #expect(throws: JournalError.self) { try Registry(folder: folder.path, timeToLive: 300) }
+        #expect(error?.line == 20_001)
+    }
+
     @Test func aFailedAppendIsCutBackAndNeverComesBack() async throws {
         let folder = TemporaryFolder()
         let failing = FailingWrites()
