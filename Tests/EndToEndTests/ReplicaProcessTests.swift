@@ -14,20 +14,15 @@ import Wire
 /// whose database is not there refuses to start and says what to check; SIGTERM stops a replica
 /// cleanly.
 @Suite(.serialized) struct ReplicaProcessTests {
-    private let ca: TestAuthority
-    private let group = MultiThreadedEventLoopGroup.singleton
+    private let authority: TrackerProcessAuthority
+    private var ca: TestAuthority { authority.ca }
 
     init() throws {
-        ca = try TestAuthority()
-        try ca.identity(.tracker(name: "tracker1", dnsNames: [], ipAddresses: ["127.0.0.1"], days: 30))
-        try ca.peer("alice")
-        try ca.peer("bob")
+        authority = try TrackerProcessAuthority()
     }
 
     private func client(_ name: String, _ tracker: TrackerProcess) throws -> TrackerClient {
-        let identity = try SigningIdentity.load(named: name, from: ca.layout)
-        let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: identity, trust: TrustSource(try ca.trust()), peerRole: .tracker))
-        return TrackerClient(address: tracker.address, tls: tls, group: group, timeoutSeconds: 30)
+        try authority.client(name, tracker, timeoutSeconds: 30)
     }
 
     private func replica(_ registry: String) throws -> TrackerProcess {

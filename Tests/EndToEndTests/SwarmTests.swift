@@ -218,7 +218,8 @@ final class MisbehavingHolder: ChannelInboundHandler {
         case .request(let piece, let offset, let length) where behaviour == .hangUpMidPiece:
             PeerFrame.piece(piece: piece, offset: offset, data: ByteBuffer(repeating: 0x5a, count: Int(length))).encode(into: &out)
             let half = out.getSlice(at: out.readerIndex, length: out.readableBytes / 2)!
-            context.writeAndFlush(wrapOutboundOut(half)).whenComplete { _ in context.close(promise: nil) }
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(half)).whenComplete { _ in channel.close(promise: nil) }
         default:
             break
         }

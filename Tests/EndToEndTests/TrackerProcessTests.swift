@@ -87,9 +87,10 @@ final class TrackerProcess {
     deinit { stop() }
 }
 
-@Suite(.serialized) struct TrackerProcessTests {
-    private let ca: TestAuthority
-    private let group = MultiThreadedEventLoopGroup.singleton
+/// What the tests of `tracker` processes share: a CA with the certificate `tracker1` for
+/// 127.0.0.1 and the peers alice and bob, and mutual-TLS clients of a tracker process as either.
+struct TrackerProcessAuthority {
+    let ca: TestAuthority
 
     init() throws {
         ca = try TestAuthority()
@@ -98,10 +99,23 @@ final class TrackerProcess {
         try ca.peer("bob")
     }
 
-    private func client(_ name: String, _ tracker: TrackerProcess) throws -> TrackerClient {
+    func client(_ name: String, _ tracker: TrackerProcess, timeoutSeconds: Int64 = TrackerClient.defaultTimeoutSeconds) throws -> TrackerClient {
         let identity = try SigningIdentity.load(named: name, from: ca.layout)
         let tls = try TLSBackend.openssl.makeContext(TLSConfiguration(identity: identity, trust: TrustSource(try ca.trust()), peerRole: .tracker))
-        return TrackerClient(address: tracker.address, tls: tls, group: group)
+        return TrackerClient(address: tracker.address, tls: tls, group: MultiThreadedEventLoopGroup.singleton, timeoutSeconds: timeoutSeconds)
+    }
+}
+
+@Suite(.serialized) struct TrackerProcessTests {
+    private let authority: TrackerProcessAuthority
+    private var ca: TestAuthority { authority.ca }
+
+    init() throws {
+        authority = try TrackerProcessAuthority()
+    }
+
+    private func client(_ name: String, _ tracker: TrackerProcess) throws -> TrackerClient {
+        try authority.client(name, tracker)
     }
 
     /// A file `name` of `size` bytes of `byte`, and its share by `signer` on `port`, proved by the
