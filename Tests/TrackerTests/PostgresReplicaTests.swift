@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MTorrentFormat
+import NIOCore
 import PKI
 import PKITesting
 import Peer
@@ -224,6 +225,10 @@ struct PostgresReplicaTests {
 /// not at all (require); one signed by another CA is refused at start.
 @Suite(.enabled(if: TestPostgres.available, Comment(rawValue: TestPostgres.absence)))
 struct PostgresTLSTests {
+    /// Other suites run beside this one on the same cores: the accepted connections get more than
+    /// a tracker's default 5 s.
+    static let deadline = TimeAmount.seconds(30)
+
     @Test func verifyFullAcceptsTheRightCertificateAndRefusesAnother() async throws {
         let postgres = try TestPostgres()
         let folder = postgres.folder
@@ -243,13 +248,16 @@ struct PostgresTLSTests {
         logger.logLevel = .critical
         let base = "postgres://\(TestPostgres.user)@localhost:\(postgres.port)/\(TestPostgres.database)"
         let verified = try await PostgresRegistry.open(
-            try RegistryAddress(base + "?sslmode=verify-full"), password: nil, certificateAuthorityFile: "\(folder)/tls.crt", timeToLive: 300, logger: logger
+            try RegistryAddress(base + "?sslmode=verify-full"), password: nil, certificateAuthorityFile: "\(folder)/tls.crt", timeToLive: 300,
+            deadline: Self.deadline, logger: logger
         )
         #expect(try await verified.counts.files == 0)
         let encrypted = try postgres.psql("SELECT count(*) FROM pg_stat_ssl WHERE ssl AND pid <> pg_backend_pid()")
         #expect((Int(encrypted.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) >= 1, "the registry's connections are not encrypted")
         await verified.close()
-        let unverified = try await PostgresRegistry.open(try RegistryAddress(base + "?sslmode=require"), password: nil, timeToLive: 300, logger: logger)
+        let unverified = try await PostgresRegistry.open(
+            try RegistryAddress(base + "?sslmode=require"), password: nil, timeToLive: 300, deadline: Self.deadline, logger: logger
+        )
         #expect(try await unverified.counts.holders == 0)
         await unverified.close()
         let other = try TestAuthority()
