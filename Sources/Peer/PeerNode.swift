@@ -34,7 +34,7 @@ public struct PeerConfiguration: Sendable {
     public static let configFileKeys: Set<String> = [
         "pki", "name", "state", "tls-backend", "heartbeat", "tracker-timeout", "log-level", "peers-per-download", "requests-per-peer", "upload-slots",
         "queued-requests", "upload-limit", "stall-timeout", "discovery-interval", "uploads-per-peer", "max-connections", "handshake-timeout",
-        "idle-timeout", "crl-poll-interval", "file-watch-interval", "super-seed-window", "super-seed-copies", "keep-seeding", "trackers", "json", "metrics",
+        "idle-timeout", "crl-poll-interval", "file-watch-interval", "super-seed-window", "super-seed-copies", "stop-timeout", "keep-seeding", "trackers", "json", "metrics",
     ]
 
     public init(host: String, port: Int, trackers: [TrackerAddress], pki: PKILayout, name: String, stateFolder: String) {
@@ -303,6 +303,14 @@ public final class PeerNode: @unchecked Sendable {
         return header.bytes
     }
 
+    /// Runs blocking work, such as hashing a whole file, on a thread of its own: the peer's tasks
+    /// (signal handling among them) keep their threads meanwhile.
+    static func onThreadOfItsOwn<Value: Sendable>(_ work: @escaping @Sendable () throws -> Value) async throws -> Value {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try work() }) }.start()
+        }
+    }
+
     /// `share <file> <mtorrent>`: sign a `.mtorrent`, announce it at the trackers, remember it.
     /// All or nothing: unless a tracker accepts it, no `.mtorrent` is left, nothing is remembered
     /// and nothing is served, so the same command can simply be tried again.
@@ -311,7 +319,8 @@ public final class PeerNode: @unchecked Sendable {
         guard !FileIO.exists(destination) else { throw CommandFailure(.alreadyExists, "\(destination) already exists") }
         let torrent: MTorrent
         do {
-            torrent = try MTorrent.create(fileAt: path, trackers: configuration.trackers, identity: identity.withLockedValue { $0 }, trust: trust.current)
+            let (trackers, signer, trustNow) = (configuration.trackers, identity.withLockedValue { $0 }, trust.current)
+            torrent = try await Self.onThreadOfItsOwn { try MTorrent.create(fileAt: path, trackers: trackers, identity: signer, trust: trustNow) }
         } catch let error as MTorrentError {
             throw CommandFailure(error.code == .badName ? .invalidArguments : .signatureInvalid, error.description)
         } catch {

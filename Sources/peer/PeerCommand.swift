@@ -75,6 +75,7 @@ struct PeerCommand: AsyncParsableCommand {
         let registry = metricsAddress.map { _ in Telemetry.bootstrap() }
         let keepSeeding = try self.keepSeeding || file?.flag("keep-seeding") == true
         let json = try self.json || file?.flag("json") == true
+        let stopTimeout = try file?.integer("stop-timeout", in: 1...3600) ?? 30
         // Past a file-size limit a write fails with a clear error instead of killing the peer.
         signal(SIGXFSZ, SIG_IGN)
         var logger = Logger(label: "peer")
@@ -111,7 +112,9 @@ struct PeerCommand: AsyncParsableCommand {
         let shell = Shell(node: node, json: json)
         let outcome = SessionOutcome()
         let session = ClosureService { [json, logger] in
-            try await Self.runCommands(shell: shell, node: node, group: group, json: json, keepSeeding: keepSeeding, outcome: outcome, logger: logger)
+            try await Self.runCommands(
+                shell: shell, node: node, group: group, json: json, keepSeeding: keepSeeding, stopTimeout: stopTimeout, outcome: outcome, logger: logger
+            )
         }
         // The service ending by itself (end of input, `exit`) ends the group as a signal would.
         let services = [ServiceGroupConfiguration.ServiceConfiguration(service: session, successTerminationBehavior: .gracefullyShutdownGroup)]
@@ -131,7 +134,15 @@ struct PeerCommand: AsyncParsableCommand {
     /// Runs the commands of standard input until it ends or `exit`, then keeps seeding if asked,
     /// until SIGINT or SIGTERM; a signal while commands run ends the running downloads at once
     /// (their .part files stay for the same get to resume). The caller then leaves the trackers.
-    static func runCommands(shell: Shell, node: PeerNode, group: EventLoopGroup, json: Bool, keepSeeding: Bool, outcome: SessionOutcome, logger: Logger) async throws {
+    static func runCommands(
+        shell: Shell, node: PeerNode, group: EventLoopGroup, json: Bool, keepSeeding: Bool, stopTimeout: Int, outcome: SessionOutcome, logger: Logger
+    ) async throws {
+        // Whatever a signal's stop waits for (a share still hashing, a tracker that does not
+        // answer), it ends within `stop-timeout`.
+        Task {
+            guard (try? await gracefulShutdown()) != nil else { return }
+            Self.exitAfter(seconds: stopTimeout, logger: logger)
+        }
         let (lines, feed) = AsyncStream.makeStream(of: InputLine.self)
         let input = await ProgramSupport.standardInputLines(prompt: isatty(STDIN_FILENO) == 1 && !json ? "> " : nil, group: group)
         let reading = Task {
@@ -196,6 +207,20 @@ struct PeerCommand: AsyncParsableCommand {
             if !addresses.contains(address) { addresses.append(address) }
         }
         return addresses
+    }
+
+    /// Exits the peer `seconds` from now if it has not stopped by then, as a kill would leave it:
+    /// a share still hashing writes no `.mtorrent`, and a download's `.part` is verified again
+    /// when the same get resumes.
+    static func exitAfter(seconds: Int, logger: Logger) {
+        let deadline = Thread {
+            Thread.sleep(forTimeInterval: TimeInterval(seconds))
+            logger.error("stopping took longer than \(seconds) s (stop-timeout); exiting now, as a kill would: a share still hashing wrote nothing, a download resumes from its .part")
+            fflush(nil)
+            _exit(1)
+        }
+        deadline.name = "stop deadline"
+        deadline.start()
     }
 
     /// The limits a configuration file sets (the rest keep their defaults).

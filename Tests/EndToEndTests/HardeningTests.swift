@@ -284,6 +284,29 @@ import Wire
         #expect(same("data.bin", "stopped.bin"))
     }
 
+    @Test func sigtermDuringALongShareEndsThePeerWithinItsStopTimeout() throws {
+        // A sparse 64 GiB file: hashing it takes far longer than this test waits.
+        let path = ca.folder.file("huge.bin")
+        #expect(FileManager.default.createFile(atPath: path, contents: nil))
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.truncate(atOffset: 64 << 30)
+        try handle.close()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let t1 = try tracker()
+        let alice = try peer("alice", t1.address, config: "stop-timeout = 2\n")
+        #expect(alice.send("share huge.bin huge.mtorrent"))
+        usleep(500_000)
+        let signalled = Date()
+        kill(alice.process.processIdentifier, SIGTERM)
+        let deadline = Date() + 15
+        while alice.process.isRunning, Date() < deadline { usleep(50_000) }
+        #expect(!alice.process.isRunning, "still running \(Date().timeIntervalSince(signalled)) s after SIGTERM, past its stop-timeout of 2 s")
+        guard !alice.process.isRunning else { return }
+        #expect(alice.process.terminationStatus == 1)
+        #expect(alice.logShows("stopping took longer than 2 s (stop-timeout)", within: 1), "\(alice.log.suffix(1000))")
+        #expect(!exists("huge.mtorrent"), "a share cut short by the stop wrote its .mtorrent")
+    }
+
     @Test func aKeepSeedingPeerServesAfterItsCommandsAndStopsOnSigterm() throws {
         let t1 = try tracker()
         let alice = try PeerProcess(folder: folder, name: "alice", trackers: [t1.address.description, "127.0.0.1:1"], pki: ca.layout.folder, extra: ["--keep-seeding"])
