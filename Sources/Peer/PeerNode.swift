@@ -304,7 +304,8 @@ public final class PeerNode: @unchecked Sendable {
     }
 
     /// Runs blocking work, such as hashing a whole file, on a thread of its own: the peer's tasks
-    /// (signal handling among them) keep their threads meanwhile.
+    /// (signal handling among them) keep their threads meanwhile, and so does the thread pool,
+    /// whose two threads verify and write the pieces of running downloads.
     static func onThreadOfItsOwn<Value: Sendable>(_ work: @escaping @Sendable () throws -> Value) async throws -> Value {
         try await withCheckedThrowingContinuation { continuation in
             Thread { continuation.resume(with: Result { try work() }) }.start()

@@ -95,10 +95,9 @@ public final class PostgresRegistry: RegistryStore {
 
     /// Closes every connection, waiting at most `seconds` for them to end; false if they had not.
     public func close(within seconds: Double) async -> Bool {
-        running.cancel()
-        return await withTaskGroup(of: Bool.self) { group in
-            group.addTask { [running] in
-                await running.value
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await self.close()
                 return true
             }
             group.addTask {
